@@ -1,0 +1,11 @@
+"""`python -m app` runs the same command line as `hearth`."""
+
+import multiprocessing
+
+from app.cli import main
+
+if __name__ == "__main__":
+    # Worker processes are started with "spawn"; under PyInstaller the frozen executable
+    # re-enters here and freeze_support() turns it into the worker instead of a 2nd app.
+    multiprocessing.freeze_support()
+    raise SystemExit(main())

@@ -1,0 +1,77 @@
+"""Every location Hearth uses on disk; HEARTH_HOME puts all of them under one folder."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+APP_NAME = "Hearth"
+
+
+@dataclass(frozen=True)
+class HearthPaths:
+    """The folders Hearth reads and writes. Create them with `ensure()`."""
+
+    data: Path  # the database and generated images
+    models: Path  # model files users can see and copy
+    cache: Path  # partial downloads, scratch space
+    logs: Path
+    config: Path  # tokens and settings that are not in the database
+
+    @property
+    def database(self) -> Path:
+        return self.data / "hearth.db"
+
+    @property
+    def images(self) -> Path:
+        return self.data / "images"
+
+    def ensure(self) -> HearthPaths:
+        for folder in (self.data, self.models, self.cache, self.logs, self.config):
+            folder.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+def hearth_paths(environ: os._Environ[str] | dict[str, str] | None = None) -> HearthPaths:
+    """Resolve Hearth's folders.
+
+    `HEARTH_HOME=/media/usb/hearth` puts everything under one folder (portable mode,
+    tests); `HEARTH_MODELS=/big/disk/models` moves only the model files.
+
+    >>> hearth_paths({"HEARTH_HOME": "/tmp/h"}).models
+    PosixPath('/tmp/h/models')
+    """
+    env = os.environ if environ is None else environ
+    home = env.get("HEARTH_HOME")
+    if home:
+        root = Path(home).expanduser().resolve()
+        paths = HearthPaths(
+            data=root / "data",
+            models=root / "models",
+            cache=root / "cache",
+            logs=root / "logs",
+            config=root / "config",
+        )
+    else:
+        dirs = platformdirs.PlatformDirs(APP_NAME, appauthor=False)
+        data = Path(dirs.user_data_dir)
+        paths = HearthPaths(
+            data=data,
+            models=data / "models",
+            cache=Path(dirs.user_cache_dir),
+            logs=Path(dirs.user_log_dir),
+            config=Path(dirs.user_config_dir),
+        )
+    models_override = env.get("HEARTH_MODELS")
+    if models_override:
+        paths = HearthPaths(
+            data=paths.data,
+            models=Path(models_override).expanduser().resolve(),
+            cache=paths.cache,
+            logs=paths.logs,
+            config=paths.config,
+        )
+    return paths
