@@ -47,6 +47,8 @@ hearth_bootstrap() {
   fi
 
   if [ ! -f "$VENV/.hearth-key" ]; then
+    # A current pip: its wheel cache is where the llama.cpp build is kept between venvs.
+    $pip install --disable-pip-version-check -q --upgrade "pip>=25"
     # torch first: with torch already present, the range in pyproject.toml installs
     # nothing more; without it, pip would pull a multi-GB CUDA build.
     say "Installing $TORCH_PIN"

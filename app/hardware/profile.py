@@ -130,3 +130,11 @@ def _read_profiles_json(path: Path | None) -> dict[str, Any]:
 
     text = files("app.resources").joinpath("hardware-profiles.json").read_text()
     return dict(json.loads(text))
+
+
+def load_reference_models(path: Path | None = None) -> dict[str, Any]:
+    """The reference models (published sizes and shapes) shipped next to the machines."""
+    from app.hardware.facts import facts_from_reference
+
+    data = _read_profiles_json(path)
+    return {name: facts_from_reference(name, m) for name, m in data["models"].items()}

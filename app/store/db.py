@@ -1,0 +1,95 @@
+"""Open Hearth's database: check it without writing, switch on WAL, then bring it up to date."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from app.errors import HearthError
+from app.store.migrations import check_not_newer, migrate
+
+BUSY_TIMEOUT_S = 5.0
+
+# Primary SQLite result codes that mean the file itself is damaged or not SQLite at all.
+_DAMAGED_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
+
+
+class CorruptDatabaseError(HearthError):
+    """The file is not a SQLite database, or SQLite's integrity check fails on it."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(
+            f"The database at {path} is damaged ({reason}).",
+            "Hearth left it untouched: move it aside (or restore a backup) and start Hearth again.",
+        )
+
+
+def open_database(path: Path) -> Database:
+    """Open (or create) the database at `path`, ready to use and fully migrated.
+
+    An existing, non-empty file is first checked through a read-only connection, so a
+    damaged file (`CorruptDatabaseError`) or one from a newer Hearth (`NewerDatabaseError`)
+    is reported without a single byte of it changing. Then WAL, foreign keys and a 5 s busy
+    timeout are switched on and pending migrations applied.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and path.stat().st_size > 0:  # an empty file is a new database
+        _check_untouched(path)
+    try:
+        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S)
+    except sqlite3.Error as error:
+        raise _unusable(path, error) from error
+    db = Database(conn)
+    try:
+        db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        db.execute("PRAGMA foreign_keys = ON")
+        db.enable_wal()
+        migrate(db)
+    except sqlite3.DatabaseError as error:
+        db.close()
+        if _is_damage(error):
+            raise CorruptDatabaseError(path, str(error)) from error
+        raise
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _check_untouched(path: Path) -> None:
+    """Run the damage and newer-schema checks on a read-only connection to `path`."""
+    uri = path.resolve().as_uri() + "?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)
+    except sqlite3.Error as error:
+        raise _unusable(path, error) from error
+    try:
+        problems = [str(row[0]) for row in conn.execute("PRAGMA quick_check").fetchall()]
+        if problems != ["ok"]:
+            reason = "; ".join(" ".join(p.split()) for p in problems[:3]) or "no check result"
+            raise CorruptDatabaseError(path, reason)
+        check_not_newer(conn, path)
+    except sqlite3.DatabaseError as error:
+        if _is_damage(error):
+            raise CorruptDatabaseError(path, str(error)) from error
+        raise _unusable(path, error) from error
+    finally:
+        conn.close()
+
+
+def _is_damage(error: sqlite3.Error) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and (code & 0xFF) in _DAMAGED_CODES
+
+
+def _unusable(path: Path, error: sqlite3.Error) -> HearthError:
+    return HearthError(
+        f"Hearth could not open the database at {path} ({error}).",
+        "Check that you can read and write that folder and that no other program is "
+        "holding the file, then start Hearth again.",
+    )
