@@ -18,7 +18,8 @@ from pathlib import Path
 
 CHILD = r"""
 import json, resource, sys, time
-model, n_ctx, n_threads, n_prompt = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+model = sys.argv[1]
+n_ctx, n_threads, n_prompt = (int(v) for v in sys.argv[2:5])
 import llama_cpp
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 t0 = time.perf_counter()

@@ -87,7 +87,9 @@ def test_more_context_never_needs_less_memory() -> None:
     hw = MACHINES["airgapped-lab-cpu-32gb"]
     model = MODELS["llama-3.1-8b-instruct-q4_k_m"]
     assert isinstance(model, ChatModelFacts)
-    totals = [plan_load(hw, model, LoadSettings(n_ctx=n)).estimate.total for n in (2048, 8192, 32768)]
+    totals = [
+        plan_load(hw, model, LoadSettings(n_ctx=n)).estimate.total for n in (2048, 8192, 32768)
+    ]
     assert totals == sorted(totals) and totals[0] < totals[-1]
     # KV cache for llama-3.1-8b: 32 blocks x 8 KV heads x 256 (K+V) x 2 bytes = 128 KiB/token.
     kv = [plan_load(hw, model, LoadSettings(n_ctx=n)).estimate.kv_cache for n in (2048, 8192)]

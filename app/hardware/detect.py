@@ -491,6 +491,8 @@ def _collect(
             break
     last = stderr.strip().splitlines()[-1:] if stderr.strip() else []
     detail = f" ({last[0][:200]})" if last else ""
+    if proc.returncode == 0:
+        return {"error": f"Checking {label} gave no answer{detail}."}
     return {
         "error": f"Checking {label} crashed its Python process (exit code {proc.returncode})"
         f"{detail}."

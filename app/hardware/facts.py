@@ -1,4 +1,4 @@
-"""What the planner needs to know about a model, read from its files (or given for catalog entries)."""
+"""What the planner needs to know about a model: read from its files or a catalog."""
 
 from __future__ import annotations
 

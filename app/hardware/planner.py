@@ -8,7 +8,7 @@ docs/benchmarks.md and scripts/measure_memory.py); tests keep the estimate withi
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -78,16 +78,17 @@ class LoadSettings:
 class MemoryEstimate:
     """Estimated resident bytes by part, and where they live."""
 
-    weights: int
+    weights: int  # the model file (memory-mapped)
     kv_cache: int
     compute: int
     overhead: int
+    repacked: int = 0  # llama.cpp's CPU copy of Q4 weights in a faster layout
     gpu_bytes: int = 0
     cpu_bytes: int = 0
 
     @property
     def total(self) -> int:
-        return self.weights + self.kv_cache + self.compute + self.overhead
+        return self.weights + self.repacked + self.kv_cache + self.compute + self.overhead
 
 
 @dataclass(frozen=True)
@@ -202,7 +203,7 @@ def _hardware_warnings(hw: HardwareProfile) -> list[str]:
             fix = "-DGGML_CUDA=on" if gpu.kind == "cuda" else "-DGGML_METAL=on"
             warnings.append(
                 f"{gpu.name} is not used: the installed llama.cpp was built without "
-                f"{gpu.kind.upper()}. Rebuild it with CMAKE_ARGS=\"{fix}\" ./scripts/run --rebuild."
+                f'{gpu.kind.upper()}. Rebuild it with CMAKE_ARGS="{fix}" ./scripts/run --rebuild.'
             )
     return warnings
 
@@ -319,21 +320,37 @@ def _plan_for_ctx(
     flash_attn = kv_type not in ("f16", "f32")  # quantised V cache needs flash attention
 
     if gpu is None:
-        weights = model.file_size + int(repack_per_block * n_blocks)
+        repacked = int(repack_per_block * n_blocks)
         est = MemoryEstimate(
-            weights=weights,
+            weights=model.file_size,
             kv_cache=kv_total,
             compute=cpu_compute,
             overhead=PROCESS_OVERHEAD,
-            cpu_bytes=weights + kv_total + cpu_compute + PROCESS_OVERHEAD,
+            repacked=repacked,
+            cpu_bytes=model.file_size + repacked + kv_total + cpu_compute + PROCESS_OVERHEAD,
         )
         verdict = _ram_verdict(hw, est.cpu_bytes)
         why = "no usable GPU" if settings.gpu_layers != 0 else "GPU offload turned off"
         if hw.gpus and settings.gpu_layers != 0 and pick_gpu(hw) is None:
             why = "the GPU cannot be used by this llama.cpp build"
         reasons.append(f"Runs on the CPU with {threads} threads ({why}).")
-        return _chat_plan(model, Backend.CPU, 0, "none", all_layers, threads, n_ctx, kv_type,
-                          flash_attn, verdict, est, rbudget, 0, reasons, warnings)
+        return _chat_plan(
+            model,
+            Backend.CPU,
+            0,
+            "none",
+            all_layers,
+            threads,
+            n_ctx,
+            kv_type,
+            flash_attn,
+            verdict,
+            est,
+            rbudget,
+            0,
+            reasons,
+            warnings,
+        )
 
     backend = Backend(gpu.kind)
     gbudget = gpu_budget(gpu, hw)
@@ -347,8 +364,14 @@ def _plan_for_ctx(
         # Unified memory: everything lives in one pool, and splitting buys nothing.
         gpu_bytes = model.file_size + kv_total + gpu_compute + fixed_gpu
         need = gpu_bytes + PROCESS_OVERHEAD
-        est = MemoryEstimate(model.file_size, kv_total, gpu_compute, fixed_gpu + PROCESS_OVERHEAD,
-                             gpu_bytes=gpu_bytes, cpu_bytes=PROCESS_OVERHEAD)
+        est = MemoryEstimate(
+            model.file_size,
+            kv_total,
+            gpu_compute,
+            fixed_gpu + PROCESS_OVERHEAD,
+            gpu_bytes=gpu_bytes,
+            cpu_bytes=PROCESS_OVERHEAD,
+        )
         if need <= gbudget:
             verdict = FitVerdict.FITS_GPU
             reasons.append(f"All {all_layers} layers on {gpu.name} (Metal, unified memory).")
@@ -363,8 +386,23 @@ def _plan_for_ctx(
             reasons.append(
                 f"Needs {_gib(need)}, more than this Mac's {_gib(hw.ram_total)} can give."
             )
-        return _chat_plan(model, backend, all_layers, "all", all_layers, threads, n_ctx, kv_type,
-                          flash_attn, verdict, est, rbudget, gbudget, reasons, warnings)
+        return _chat_plan(
+            model,
+            backend,
+            all_layers,
+            "all",
+            all_layers,
+            threads,
+            n_ctx,
+            kv_type,
+            flash_attn,
+            verdict,
+            est,
+            rbudget,
+            gbudget,
+            reasons,
+            warnings,
+        )
 
     # Discrete GPU: put as many blocks as fit, then the output head; the rest stays on CPU.
     if settings.gpu_layers is not None:
@@ -389,7 +427,8 @@ def _plan_for_ctx(
     cpu_bytes = (model.file_size - gpu_weights) + cpu_repack + (kv_total - gpu_kv) + cpu_act
     cpu_bytes += PROCESS_OVERHEAD
     est = MemoryEstimate(
-        weights=model.file_size + cpu_repack,
+        weights=model.file_size,
+        repacked=cpu_repack,
         kv_cache=kv_total,
         compute=gpu_compute + cpu_act,
         overhead=PROCESS_OVERHEAD + fixed_gpu,
@@ -418,11 +457,26 @@ def _plan_for_ctx(
         verdict = FitVerdict.FITS_SPLIT if ram_verdict == FitVerdict.FITS_RAM else ram_verdict
         reasons.append(
             f"{n_gpu} of {all_layers} layers on {gpu.name} ({_gib(gpu_bytes)}), the rest in "
-            f"RAM ({_gib(cpu_bytes)}): slower than all on the GPU. A smaller quant or context "
-            "would fit entirely."
+            f"RAM ({_gib(cpu_bytes)}): slower than all on the GPU."
+            + (" A smaller context would fit entirely." if model.file_size < gbudget else "")
         )
-    return _chat_plan(model, backend, n_gpu, mode, all_layers, threads, n_ctx, kv_type,
-                      flash_attn, verdict, est, rbudget, gbudget, reasons, warnings)
+    return _chat_plan(
+        model,
+        backend,
+        n_gpu,
+        mode,
+        all_layers,
+        threads,
+        n_ctx,
+        kv_type,
+        flash_attn,
+        verdict,
+        est,
+        rbudget,
+        gbudget,
+        reasons,
+        warnings,
+    )
 
 
 def _ram_verdict(hw: HardwareProfile, need: int) -> FitVerdict:
@@ -498,7 +552,7 @@ def plan_image_load(
     height = settings.image_height or native
     megapixels = width * height / 1e6
     per_mp = _ACTIVATIONS_PER_MP.get(model.family, 1.6 * GiB)
-    warnings = _hardware_warnings(hw)[:0]  # llama build notes do not concern images
+    warnings: list[str] = []  # llama.cpp build notes do not concern images
     reasons: list[str] = []
 
     cuda = next((g for g in hw.gpus if g.kind == "cuda"), None) if hw.builds.torch_cuda else None
@@ -517,32 +571,57 @@ def plan_image_load(
         # Try each mode, cheapest in speed first; the first whose peak fits wins.
         options: list[tuple[ImageMemoryMode, int, str]] = [
             (ImageMemoryMode.FULL, weights + activations, "everything stays on the GPU"),
-            (ImageMemoryMode.ATTENTION_SLICING, weights + activations // 2,
-             "attention computed in slices to lower the peak"),
-            (ImageMemoryMode.MODEL_CPU_OFFLOAD, largest + activations // 2,
-             "each component moves to the GPU only while it runs"),
-            (ImageMemoryMode.SEQUENTIAL_CPU_OFFLOAD, 600 * MiB + activations // 4,
-             "weights stream to the GPU layer by layer (slow, but needs little VRAM)"),
+            (
+                ImageMemoryMode.ATTENTION_SLICING,
+                weights + activations // 2,
+                "attention computed in slices to lower the peak",
+            ),
+            (
+                ImageMemoryMode.MODEL_CPU_OFFLOAD,
+                largest + activations // 2,
+                "each component moves to the GPU only while it runs",
+            ),
+            (
+                ImageMemoryMode.SEQUENTIAL_CPU_OFFLOAD,
+                600 * MiB + activations // 4,
+                "weights stream to the GPU layer by layer (slow, but needs little VRAM)",
+            ),
         ]
-        for mode, peak, why in options:
-            if peak <= budget:
-                break
-        ram_need = (weights if mode in (ImageMemoryMode.MODEL_CPU_OFFLOAD,
-                                        ImageMemoryMode.SEQUENTIAL_CPU_OFFLOAD) else 0)
+        # The first (fastest) mode whose peak fits; the last one when none does.
+        mode, peak, why = next((o for o in options if o[1] <= budget), options[-1])
+        ram_need = (
+            weights
+            if mode in (ImageMemoryMode.MODEL_CPU_OFFLOAD, ImageMemoryMode.SEQUENTIAL_CPU_OFFLOAD)
+            else 0
+        )
         ram_need += PROCESS_OVERHEAD * 8  # torch + diffusers + transformers in the worker
         if peak > budget:
             verdict = FitVerdict.WONT_FIT
         elif ram_need > ram_budget(hw):
             verdict = FitVerdict.TIGHT if ram_need <= _ram_ceiling(hw) else FitVerdict.WONT_FIT
+        elif mode in (ImageMemoryMode.MODEL_CPU_OFFLOAD, ImageMemoryMode.SEQUENTIAL_CPU_OFFLOAD):
+            verdict = FitVerdict.FITS_SPLIT
         else:
             verdict = FitVerdict.FITS_GPU
         reasons.append(
             f"{cuda.name}, float16, memory mode '{mode.value}': {why} "
             f"(peak {_gib(peak)} of {_gib(budget)} usable VRAM)."
         )
-        return ImagePlan(model.name, "cuda", dtype, mode, megapixels > 1.1 * native**2 / 1e6,
-                         verdict, weights, peak, ram_need, width, height,
-                         tuple(reasons), tuple(warnings))
+        return ImagePlan(
+            model.name,
+            "cuda",
+            dtype,
+            mode,
+            megapixels > 1.1 * native**2 / 1e6,
+            verdict,
+            weights,
+            peak,
+            ram_need,
+            width,
+            height,
+            tuple(reasons),
+            tuple(warnings),
+        )
 
     if metal is not None:
         dtype = "float16"
@@ -561,8 +640,21 @@ def plan_image_load(
         else:
             verdict = FitVerdict.WONT_FIT
         reasons.append(f"{metal.name} through MPS, float16, memory mode '{mode.value}'.")
-        return ImagePlan(model.name, "mps", dtype, mode, False, verdict, weights, need, need,
-                         width, height, tuple(reasons), tuple(warnings))
+        return ImagePlan(
+            model.name,
+            "mps",
+            dtype,
+            mode,
+            False,
+            verdict,
+            weights,
+            need,
+            need,
+            width,
+            height,
+            tuple(reasons),
+            tuple(warnings),
+        )
 
     # CPU: float32 is the safe choice; bfloat16 halves memory where the CPU has native bf16.
     bf16 = "avx512_bf16" in hw.cpu.simd or "amx_bf16" in hw.cpu.simd
@@ -581,8 +673,21 @@ def plan_image_load(
         mode = ImageMemoryMode.ATTENTION_SLICING
     verdict = _ram_verdict(hw, need)
     reasons.append(f"Runs on the CPU in {dtype} (no usable GPU); expect minutes per image.")
-    return ImagePlan(model.name, "cpu", dtype, mode, False, verdict, weights, 0, need,
-                     width, height, tuple(reasons), tuple(warnings))
+    return ImagePlan(
+        model.name,
+        "cpu",
+        dtype,
+        mode,
+        False,
+        verdict,
+        weights,
+        0,
+        need,
+        width,
+        height,
+        tuple(reasons),
+        tuple(warnings),
+    )
 
 
 def _gib(n: float) -> str:

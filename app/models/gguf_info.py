@@ -43,7 +43,9 @@ def split_parts(path: Path) -> list[Path]:
     if not m:
         return [path]
     count = int(m["count"])
-    parts = [path.with_name(f"{m['stem']}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1)]
+    parts = [
+        path.with_name(f"{m['stem']}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1)
+    ]
     missing = [p.name for p in parts if not p.is_file()]
     if missing:
         raise ModelNotFoundError(

@@ -56,10 +56,11 @@ def register_chat_model(
         "added_at": existing["added_at"] if existing else utc_now(),
         "extra": json.dumps(extra or {}),
     }
+    table = db.table("models")
     if existing:
-        db["models"].update(existing["id"], row)
+        table.update(existing["id"], row)
     else:
-        db["models"].insert(row)
+        table.insert(row)
     found = find_model(db, name)
     assert found is not None
     return found
@@ -86,11 +87,7 @@ def resolve_model_path(db: sqlite_utils.Database, name_or_path: str) -> tuple[Pa
     if row is None:
         if name_or_path.endswith(".gguf") or "/" in name_or_path:
             raise ModelNotFoundError(f"There is no file at {candidate}.")
-        hint = (
-            " Install it with `hearth models starter`."
-            if name == STARTER.name
-            else ""
-        )
+        hint = " Install it with `hearth models starter`." if name == STARTER.name else ""
         raise ModelNotFoundError(
             f"No model named '{name_or_path}' is in the library.{hint}",
             "Run `hearth models list` to see the names, or give a path to a .gguf file.",

@@ -20,9 +20,17 @@ __all__ = [
     "get_setting",
     "migrate",
     "open_database",
+    "open_default_database",
     "set_setting",
     "utc_now",
 ]
+
+
+def open_default_database() -> Database:
+    """Open (creating folders and migrating as needed) the database of this Hearth home."""
+    from app.paths import hearth_paths
+
+    return open_database(hearth_paths().ensure().database)
 
 
 class MessageState(StrEnum):
