@@ -1,0 +1,1 @@
+"""Inference worker processes and the clients that talk to them."""

