@@ -30,3 +30,18 @@ def test_main_window_lists_models_with_verdicts(
     assert "cores" in window.machine.text()
     # The GUI process must never load the inference libraries (DESIGN.md, Processes).
     assert "llama_cpp" not in sys.modules and "torch" not in sys.modules
+
+
+def test_missing_x11_libraries_are_named_with_the_install_command(monkeypatch) -> None:
+    import ctypes.util
+
+    from app.gui import launch
+
+    monkeypatch.setattr(
+        ctypes.util, "find_library", lambda name: None if name == "xcb-cursor" else f"lib{name}.so"
+    )
+    problem = launch.display_problem({"DISPLAY": ":0"}, platform="linux")
+    assert problem is not None
+    assert "sudo apt install libxcb-cursor0)" in problem
+    assert launch.display_problem({"DISPLAY": ":0", "QT_QPA_PLATFORM": "xcb"}) is None
+    assert launch.display_problem({}, platform="darwin") is None

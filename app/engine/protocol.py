@@ -130,6 +130,13 @@ class LoadProgress:
     fraction: float
     elapsed_s: float
 
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds left if loading continues at the pace so far; None before any progress."""
+        if self.fraction <= 0:
+            return None
+        return self.elapsed_s * (1 - self.fraction) / self.fraction
+
 
 @dataclass(frozen=True)
 class Loaded:
@@ -184,7 +191,7 @@ class ErrorEvent:
     """A request failed; the worker is still alive. request_id None: the load failed."""
 
     request_id: str | None
-    kind: str  # one of ErrorKind
+    kind: ErrorKind
     message: str
 
 
@@ -193,7 +200,7 @@ class Done:
     """The last event of a generation."""
 
     request_id: str
-    reason: str  # one of DoneReason
+    reason: DoneReason
 
 
 Event = LoadProgress | Loaded | TokenEvent | TokensEvent | Metrics | ErrorEvent | Done

@@ -29,7 +29,33 @@ def display_problem(
             "There is no display to open Hearth's window on "
             "(DISPLAY and WAYLAND_DISPLAY are unset)."
         )
+    if unix_desktop and env.get("DISPLAY") and not env.get("WAYLAND_DISPLAY"):
+        missing = missing_xcb_libraries()
+        if missing:
+            return (
+                f"Qt cannot open a window on X11 because {', '.join(missing)} "
+                f"{'is' if len(missing) == 1 else 'are'} not installed "
+                f"(on Debian/Ubuntu: sudo apt install {' '.join(missing)})."
+            )
     return None
+
+
+#: Libraries Qt 6.5+'s X11 plugin loads that pip cannot install, with their Debian packages.
+XCB_LIBRARIES = {
+    "xcb-cursor": "libxcb-cursor0",
+    "xcb-icccm": "libxcb-icccm4",
+    "xcb-keysyms": "libxcb-keysyms1",
+    "xcb-image": "libxcb-image0",
+    "xcb-render-util": "libxcb-render-util0",
+    "xkbcommon-x11": "libxkbcommon-x11-0",
+}
+
+
+def missing_xcb_libraries() -> list[str]:
+    """Debian package names of the X11 libraries Qt needs and this system lacks."""
+    from ctypes.util import find_library
+
+    return [pkg for lib, pkg in XCB_LIBRARIES.items() if find_library(lib) is None]
 
 
 def launch_gui() -> int:

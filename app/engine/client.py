@@ -1,0 +1,453 @@
+"""The chat engine client: runs the chat worker process and speaks its protocol.
+
+Used by the CLI and the GUI in the parent process, which never imports `llama_cpp`: the
+worker (`app.engine.chat_worker.worker_main`) is started on demand in a fresh "spawn"
+process, so the same code works in a PyInstaller build (whose entry point must call
+`multiprocessing.freeze_support()`).
+
+A reader thread receives the worker's events and hands each to the call waiting for it
+(by request id), so `count_tokens` answers while a reply is being generated, `cancel` may
+be called from any thread or a signal handler, and a worker that dies (segfault, the
+out-of-memory killer) is noticed at once and reported as `WorkerCrashedError`. The next
+`load` starts a fresh worker.
+
+    client = ChatEngineClient()
+    client.load(LoadRequest.from_plan(path, plan), on_progress=show)
+    for event in client.generate(GenerateRequest(request_id="r1", prompt=text)):
+        ...  # TokenEvent..., Metrics, Done
+    client.unload()  # the process ends, its memory goes back to the system
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import queue
+import signal
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from types import TracebackType
+
+from app.engine.chat_worker import worker_main
+from app.engine.protocol import (
+    LOAD_REQUEST_ID,
+    CancelRequest,
+    Done,
+    ErrorEvent,
+    GenerateRequest,
+    Loaded,
+    LoadProgress,
+    LoadRequest,
+    Metrics,
+    TokenEvent,
+    TokenizeRequest,
+    TokensEvent,
+    UnloadRequest,
+)
+from app.errors import HearthError
+
+#: How often a waiting call wakes up to look at its cancel flag.
+POLL_S = 0.05
+
+
+class EngineError(HearthError):
+    """The chat engine could not do what was asked."""
+
+    default_remedy = "Try again; if it keeps failing, run `hearth doctor` and reload the model."
+
+
+class WorkerCrashedError(EngineError):
+    """The worker process died; `exitcode` is its exit status (negative: killed by a signal)."""
+
+    default_remedy = (
+        "Hearth starts a fresh worker for the next load. If it keeps happening, choose a "
+        "smaller model or quantization, a shorter context, or fewer GPU layers."
+    )
+
+    def __init__(
+        self, cause: str, remedy: str | None = None, *, exitcode: int | None = None
+    ) -> None:
+        super().__init__(cause, remedy)
+        self.exitcode = exitcode
+
+
+class ModelLoadError(EngineError):
+    default_remedy = (
+        "Check that the file is a complete GGUF chat model (download it again if it may be "
+        "cut short or damaged); if memory is short, choose a smaller quantization, a "
+        "shorter context or fewer GPU layers."
+    )
+
+
+class ContextOverflowError(EngineError):
+    default_remedy = (
+        "Start a new chat, shorten the message, or load the model with a larger context."
+    )
+
+
+class LoadCancelledError(EngineError):
+    default_remedy = "Load the model again when you are ready."
+
+
+class NotLoadedError(EngineError):
+    default_remedy = "Load a model first."
+
+
+_SIGNAL_HINTS = {
+    "SIGKILL": "often the out-of-memory killer",
+    "SIGSEGV": "a crash inside llama.cpp",
+    "SIGABRT": "llama.cpp stopped itself, often on a failed check or when GPU memory ran out",
+    "SIGBUS": "the model file became unreadable while in use, e.g. its drive was removed",
+    "SIGILL": "the llama.cpp build uses CPU instructions this processor lacks",
+    "SIGFPE": "a crash inside llama.cpp",
+    "SIGTERM": "another program asked it to stop",
+}
+_WINDOWS_CODES = {
+    0xC0000005: "an access violation inside llama.cpp",
+    0xC00000FD: "a stack overflow inside llama.cpp",
+    0xC0000409: "llama.cpp stopped itself, often on a failed check",
+    0xC000001D: "the llama.cpp build uses CPU instructions this processor lacks",
+}
+
+
+def describe_exit(exitcode: int | None) -> str:
+    """One sentence on why the worker process ended, from its exit status."""
+    if exitcode is None:
+        return "The chat worker stopped answering: its connection closed."
+    if exitcode < 0:
+        number = -exitcode
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            return f"The chat worker was killed by signal {number}."
+        hint = _SIGNAL_HINTS.get(name)
+        detail = f"{name} — {hint}" if hint else name
+        return f"The chat worker was killed by signal {number} ({detail})."
+    code = exitcode & 0xFFFFFFFF
+    hint = _WINDOWS_CODES.get(code)
+    if hint:
+        return f"The chat worker crashed with code {code:#x} ({hint})."
+    return f"The chat worker exited unexpectedly with code {exitcode}."
+
+
+class _Gone:
+    """Put in every waiting queue when the worker process has ended."""
+
+    def __init__(self, error: WorkerCrashedError | None) -> None:
+        self.error = error
+
+
+_LOAD_KEY = None  # load events carry no request id
+_Key = str | None
+
+
+class _Worker:
+    """One worker process, its pipe, and the thread that reads the pipe."""
+
+    def __init__(self, process: BaseProcess, conn: Connection) -> None:
+        self.process = process
+        self.conn = conn
+        self.send_lock = threading.Lock()
+        self.lock = threading.Lock()
+        self.queues: dict[_Key, queue.SimpleQueue[object]] = {}
+        self.dead = False
+        self.stopping = False  # an UnloadRequest was sent: the end is expected
+        self.crash: WorkerCrashedError | None = None
+        self.crash_reported = False
+        self.reader = threading.Thread(target=self._read, name="hearth-chat-reader", daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                event = self.conn.recv()
+            except (EOFError, OSError):
+                break
+            key: _Key = _LOAD_KEY
+            if not isinstance(event, LoadProgress | Loaded):
+                key = getattr(event, "request_id", None)  # None: a load's ErrorEvent
+            with self.lock:
+                q = self.queues.get(key)
+            if q is not None:
+                q.put(event)  # events nobody waits for (an abandoned request) are dropped
+        crash = None
+        if not self.stopping:
+            self.process.join(timeout=5)
+            code = self.process.exitcode
+            crash = WorkerCrashedError(describe_exit(code), exitcode=code)
+        with self.lock:
+            self.dead = True
+            self.crash = crash
+            for q in self.queues.values():
+                q.put(_Gone(crash))
+                self.crash_reported = crash is not None
+
+    def open(self, key: _Key) -> queue.SimpleQueue[object]:
+        q: queue.SimpleQueue[object] = queue.SimpleQueue()
+        with self.lock:
+            if self.dead:
+                q.put(_Gone(self.crash))
+                self.crash_reported = self.crash is not None
+            self.queues[key] = q
+        return q
+
+    def close(self, key: _Key) -> None:
+        with self.lock:
+            self.queues.pop(key, None)
+
+    def send(self, message: object) -> bool:
+        """Send; False if the worker is gone (the reader then tells whoever waits)."""
+        with self.send_lock:
+            try:
+                self.conn.send(message)
+                return True
+            except (OSError, EOFError, ValueError):
+                return False
+
+    def try_send(self, message: object) -> bool:
+        """Send only if no other send is under way (safe inside a signal handler)."""
+        if not self.send_lock.acquire(blocking=False):
+            return False
+        try:
+            self.conn.send(message)
+            return True
+        except (OSError, EOFError, ValueError):
+            return False
+        finally:
+            self.send_lock.release()
+
+    def stop(self, timeout: float) -> None:
+        """Ask the process to end, then make sure it has; close the pipe."""
+        self.stopping = True
+        self.send(UnloadRequest())
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        with contextlib.suppress(OSError):
+            self.conn.close()
+        self.reader.join(timeout=5)
+
+
+def _error_for(event: ErrorEvent) -> EngineError:
+    if event.kind == "load_failed":
+        return ModelLoadError(event.message)
+    if event.kind == "load_cancelled":
+        return LoadCancelledError(event.message)
+    if event.kind == "context_overflow":
+        return ContextOverflowError(event.message)
+    if event.kind == "not_loaded":
+        return NotLoadedError(event.message)
+    return EngineError(event.message)
+
+
+class ChatEngineClient:
+    """Runs one chat worker process on demand; thread-safe."""
+
+    def __init__(self) -> None:
+        self._mp = multiprocessing.get_context("spawn")
+        self._worker: _Worker | None = None
+        self._last_process: BaseProcess | None = None
+        self._start_lock = threading.Lock()
+        self._load_lock = threading.Lock()
+        self._loaded: Loaded | None = None
+        self._cancels: dict[str, bool] = {}  # request id → CancelRequest already sent
+
+    # --- the process --------------------------------------------------------------------
+
+    @property
+    def pid(self) -> int | None:
+        """The worker's process id, or None when no worker runs."""
+        worker = self._worker
+        return worker.process.pid if worker is not None and not worker.dead else None
+
+    @property
+    def exitcode(self) -> int | None:
+        """Exit status of the latest worker process; None while it runs (or if none ran)."""
+        return self._last_process.exitcode if self._last_process is not None else None
+
+    @property
+    def loaded(self) -> Loaded | None:
+        """What the worker reported for the loaded model, or None."""
+        worker = self._worker
+        return self._loaded if worker is not None and not worker.dead else None
+
+    def is_alive(self) -> bool:
+        worker = self._worker
+        return worker is not None and not worker.dead and worker.process.is_alive()
+
+    def _ensure_worker(self) -> _Worker:
+        with self._start_lock:
+            worker = self._worker
+            if worker is not None and not worker.dead:
+                return worker
+            if worker is not None:
+                worker.stop(timeout=1)
+            parent_conn, child_conn = self._mp.Pipe(duplex=True)
+            process = self._mp.Process(
+                target=worker_main, args=(child_conn,), name="hearth-chat-worker", daemon=True
+            )
+            process.start()
+            child_conn.close()  # so that the worker's death reads as EOF here
+            self._loaded = None
+            self._last_process = process
+            self._worker = _Worker(process, parent_conn)
+            return self._worker
+
+    def _running_worker(self) -> _Worker:
+        """The worker that holds (or is loading) the model, for generate and count_tokens."""
+        with self._start_lock:
+            worker = self._worker
+            if worker is None:
+                raise NotLoadedError("No chat model is loaded.")
+            if worker.dead:
+                crash, reported = worker.crash, worker.crash_reported
+                worker.crash_reported = True
+                if crash is not None and not reported:
+                    raise crash
+                raise NotLoadedError("No chat model is loaded: the chat worker has stopped.")
+            return worker
+
+    def unload(self, timeout: float = 10.0) -> None:
+        """Free the model by ending the worker process (memory really returns)."""
+        with self._start_lock:
+            worker, self._worker = self._worker, None
+            self._loaded = None
+        if worker is not None:
+            worker.stop(timeout)
+
+    close = unload
+
+    def __enter__(self) -> ChatEngineClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.unload()
+
+    # --- requests -----------------------------------------------------------------------
+
+    def load(
+        self,
+        req: LoadRequest,
+        on_progress: Callable[[LoadProgress], None] | None = None,
+        cancel_event: threading.Event | None = None,
+    ) -> Loaded:
+        """Load a model (starting a worker if none runs), reporting progress; block until ready.
+
+        `on_progress` is called in this thread. Setting `cancel_event` aborts the load
+        (LoadCancelledError). Raises ModelLoadError, LoadCancelledError, WorkerCrashedError.
+        """
+        with self._load_lock:
+            worker = self._ensure_worker()
+            q = worker.open(_LOAD_KEY)
+            done = False
+            try:
+                worker.send(req)
+                cancel_sent = False
+                while True:
+                    if cancel_event is not None and cancel_event.is_set() and not cancel_sent:
+                        cancel_sent = worker.send(CancelRequest(LOAD_REQUEST_ID))
+                    try:
+                        event = q.get(timeout=POLL_S)
+                    except queue.Empty:
+                        continue
+                    if isinstance(event, LoadProgress):
+                        if on_progress is not None:
+                            on_progress(event)
+                    elif isinstance(event, Loaded):
+                        done = True
+                        self._loaded = event
+                        return event
+                    elif isinstance(event, ErrorEvent):
+                        done = True
+                        self._loaded = None
+                        raise _error_for(event)
+                    elif isinstance(event, _Gone):
+                        done = True
+                        if event.error is not None:
+                            raise event.error
+                        raise LoadCancelledError("The chat worker was stopped during the load.")
+            finally:
+                if not done:  # on_progress raised, or KeyboardInterrupt: stop the load too
+                    worker.send(CancelRequest(LOAD_REQUEST_ID))
+                worker.close(_LOAD_KEY)
+
+    def generate(self, req: GenerateRequest) -> Iterator[TokenEvent | Metrics | Done]:
+        """Stream a reply: TokenEvents, then Metrics, then Done (always last).
+
+        The request is sent when iteration starts. `cancel(req.request_id)` from any thread
+        ends it with Done(reason="cancelled"); leaving the loop early cancels it too.
+        Raises NotLoadedError, ContextOverflowError, WorkerCrashedError, EngineError.
+        """
+        worker = self._running_worker()
+        rid = req.request_id
+        q = worker.open(rid)
+        finished = False
+        try:
+            worker.send(req)
+            while True:
+                if self._cancels.get(rid) is False:
+                    self._cancels[rid] = worker.send(CancelRequest(rid))
+                try:
+                    event = q.get(timeout=POLL_S)
+                except queue.Empty:
+                    continue
+                if isinstance(event, TokenEvent | Metrics):
+                    yield event
+                elif isinstance(event, Done):
+                    finished = True
+                    yield event
+                    return
+                elif isinstance(event, ErrorEvent):
+                    finished = True
+                    raise _error_for(event)
+                elif isinstance(event, _Gone):
+                    finished = True
+                    if event.error is not None:
+                        raise event.error
+                    raise NotLoadedError("The model was unloaded while it was answering.")
+        finally:
+            if not finished and not self._cancels.get(rid):
+                worker.send(CancelRequest(rid))
+            worker.close(rid)
+            self._cancels.pop(rid, None)
+
+    def cancel(self, request_id: str) -> None:
+        """Stop generation `request_id` soon (within a token); safe from any thread or signal."""
+        if self._cancels.get(request_id):
+            return
+        self._cancels[request_id] = False
+        worker = self._worker
+        if worker is not None and worker.try_send(CancelRequest(request_id)):
+            self._cancels[request_id] = True
+
+    def count_tokens(self, text: str) -> int:
+        """How many tokens `text` is for the loaded model (special tokens parsed, with BOS)."""
+        worker = self._running_worker()
+        rid = f"tok-{uuid.uuid4().hex}"
+        q = worker.open(rid)
+        try:
+            worker.send(TokenizeRequest(rid, text))
+            while True:
+                event = q.get()
+                if isinstance(event, TokensEvent):
+                    return event.count
+                if isinstance(event, ErrorEvent):
+                    raise _error_for(event)
+                if isinstance(event, _Gone):
+                    if event.error is not None:
+                        raise event.error
+                    raise NotLoadedError("The model was unloaded.")
+        finally:
+            worker.close(rid)
