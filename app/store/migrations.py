@@ -271,3 +271,9 @@ def m001_initial(db: Database) -> None:
         not_null=["state"],
         defaults={"bytes_done": 0, "state": "queued"},
     )
+
+
+@migration
+def m002_conversation_branches(db: Database) -> None:
+    """Remember which branch of a conversation is shown (edits and regenerations fork it)."""
+    db.table("conversations").add_column("leaf_id", str)
