@@ -62,6 +62,60 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_machine_option(plan)
 
+    chat = sub.add_parser(
+        "chat",
+        help="chat with a model: one message, or an interactive session",
+        description="Send MESSAGE and stream the answer, or start an interactive session when "
+        "no message is given (Ctrl-C stops an answer, Ctrl-D leaves). A message can also come "
+        "on standard input.",
+    )
+    chat.add_argument("message", nargs="?", help="the message (omit for a session)")
+    chat.add_argument(
+        "--model",
+        "-m",
+        default="starter",
+        help="library name or .gguf path (default: the starter model)",
+    )
+    chat.add_argument("--system", "-s", help="system prompt for a new conversation")
+    chat.add_argument(
+        "--conversation",
+        "-c",
+        metavar="ID",
+        help="continue a conversation (id or prefix from `hearth history list`)",
+    )
+    chat.add_argument("--seed", type=int, help="sampling seed (same seed, same answer)")
+    chat.add_argument("--max-tokens", type=int, default=1024, help="answer length limit")
+    chat.add_argument("--temperature", type=float, default=0.7)
+    chat.add_argument("--top-p", type=float, default=0.95)
+    chat.add_argument("--top-k", type=int, default=40)
+    chat.add_argument("--min-p", type=float, default=0.05)
+    chat.add_argument("--repeat-penalty", type=float, default=1.1)
+    chat.add_argument("--ctx", type=int, help="context length (default: from the planner)")
+    chat.add_argument("--gpu-layers", type=int, help="layers to offload (0 = CPU only)")
+    chat.add_argument(
+        "--json", action="store_true", help="print the final message and its metrics as JSON"
+    )
+    chat.add_argument("--quiet", "-q", action="store_true", help="no progress or metrics on stderr")
+
+    history = sub.add_parser("history", help="saved conversations")
+    hsub = history.add_subparsers(dest="history_command", metavar="SUBCOMMAND", required=True)
+    hlist = hsub.add_parser("list", help="recent conversations")
+    hlist.add_argument("--json", action="store_true")
+    hshow = hsub.add_parser("show", help="print a conversation")
+    hshow.add_argument("id")
+    hexport = hsub.add_parser("export", help="export a conversation to Markdown or JSON")
+    hexport.add_argument("id")
+    hexport.add_argument("--format", choices=["md", "json"], default="md")
+    hexport.add_argument("--out", type=Path, help="write to this file (default: stdout)")
+    hdelete = hsub.add_parser("delete", help="delete a conversation")
+    hdelete.add_argument("id")
+    hdelete.add_argument("--yes", "-y", action="store_true", help="do not ask")
+    hsearch = hsub.add_parser("search", help="full-text search over messages")
+    hsearch.add_argument("query")
+    hrename = hsub.add_parser("rename", help="rename a conversation")
+    hrename.add_argument("id")
+    hrename.add_argument("title")
+
     models = sub.add_parser("models", help="the model library")
     msub = models.add_subparsers(dest="models_command", metavar="SUBCOMMAND", required=True)
     starter = msub.add_parser("starter", help="install the starter assistant (1.1 GB, once)")
@@ -100,6 +154,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_plan(args, parser)
         if command == "models":
             return cmd_models(args)
+        if command == "chat":
+            from app.chat_cli import cmd_chat
+
+            return cmd_chat(args)
+        if command == "history":
+            from app.chat_cli import cmd_history
+
+            return cmd_history(args)
     except HearthError as exc:
         print(f"error: {exc.cause}", file=sys.stderr)
         if exc.remedy:
@@ -318,8 +380,9 @@ def cmd_models(args: argparse.Namespace) -> int:
 class ProgressLine:
     """A one-line progress display with speed and ETA on stderr (quiet when not a TTY)."""
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, *, in_bytes: bool = True) -> None:
         self.label = label
+        self.in_bytes = in_bytes  # False: done/total are a fraction, show only % and ETA
         self.start = time.monotonic()
         self.last = 0.0
         self.tty = sys.stderr.isatty()
@@ -335,10 +398,12 @@ class ProgressLine:
         speed = done / elapsed
         eta = (total - done) / speed if speed > 0 else 0.0
         pct = 100 * done / total if total else 100.0
-        text = (
-            f"{self.label}: {what} {pct:5.1f}%  {done / 1e6:,.0f}/{total / 1e6:,.0f} MB  "
-            f"{speed / 1e6:,.0f} MB/s  ETA {eta:,.0f} s"
+        sizes = (
+            f"  {done / 1e6:,.0f}/{total / 1e6:,.0f} MB  {speed / 1e6:,.0f} MB/s"
+            if self.in_bytes
+            else ""
         )
+        text = f"{self.label}: {what} {pct:5.1f}%{sizes}  ETA {eta:,.0f} s"
         if self.tty:
             print("\r" + text.ljust(79), end="", file=sys.stderr, flush=True)
             self.active = True

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import codecs
 import ctypes
+import gc
 import os
 import random
 import signal
@@ -272,7 +273,8 @@ class _ChatWorker:
     def unload_model(self) -> None:
         if self.llm is not None:
             self.llm.close()
-        self.llm = None
+            self.llm = None
+            gc.collect()
         self.vocab = None
         self.loaded = None
 
@@ -295,6 +297,8 @@ class _ChatWorker:
                 if req.n_gpu_layers == 0 or not (self._gpu_backend_name() or _fake_gpu()):
                     raise
                 reason = self._failure_reason(exc)
+                del exc
+                gc.collect()  # free what the failed attempt holds on the GPU before retrying
                 llm = self._build(req, 0, t0)
                 note = f"GPU load failed ({reason.rstrip('.')}): running on CPU"
         except _LoadAborted:
@@ -553,8 +557,9 @@ class _ChatWorker:
             finally:
                 gen.close()
             if not hit:
-                text, _ = stops.feed(decoder.decode(b"", final=True))
-                text += stops.flush()
+                # Held-back text is the reply's; bytes of a character cut off by the token
+                # limit are dropped rather than shown as U+FFFD.
+                text = stops.flush()
                 if text:
                     self.send(TokenEvent(rid, text))
 

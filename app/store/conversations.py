@@ -251,12 +251,22 @@ def search_messages(db: Database, query: str, limit: int = 50) -> list[dict[str,
     ]
 
 
-def recover_interrupted(db: Database) -> int:
-    """Mark answers left `streaming` by a crash as `interrupted`; returns how many."""
+def recover_interrupted(db: Database, older_than_s: float = 0.0) -> int:
+    """Mark answers left `streaming` by a crash as `interrupted`; returns how many.
+
+    A live answer is flushed every half second, so `older_than_s` spares answers another
+    Hearth process (the GUI beside a CLI) is still writing; it corrects the state itself
+    when it finishes.
+    """
+    from datetime import UTC, datetime, timedelta
+
+    cutoff = (datetime.now(UTC) - timedelta(seconds=older_than_s)).isoformat(
+        timespec="microseconds"
+    )
     with db.conn:
         cursor = db.execute(
-            "UPDATE messages SET state = ?, updated_at = ? WHERE state = ?",
-            [MessageState.INTERRUPTED.value, utc_now(), MessageState.STREAMING.value],
+            "UPDATE messages SET state = ?, updated_at = ? WHERE state = ? AND updated_at <= ?",
+            [MessageState.INTERRUPTED.value, utc_now(), MessageState.STREAMING.value, cutoff],
         )
     return int(cursor.rowcount or 0)
 
