@@ -15,13 +15,10 @@ from app.errors import HearthError
 from app.store import MessageState, open_default_database
 from app.store import conversations as convs
 
-#: Answers still "streaming" this long after their last flush were left by a dead process.
-STALE_STREAMING_S = 60.0
-
 
 def _db() -> Any:
     db = open_default_database()
-    convs.recover_interrupted(db, older_than_s=STALE_STREAMING_S)
+    convs.recover_interrupted(db)
     return db
 
 

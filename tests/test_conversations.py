@@ -91,3 +91,21 @@ def test_export_markdown_and_json_follow_the_shown_branch() -> None:
     assert [m["content"] for m in data["messages"]] == ["Hi", "Hello!"]
     assert data["messages"][1]["metrics"] == {"decode_tps": 30.0}
     assert data["system_prompt"] == "Be kind."
+
+
+def test_answers_a_live_process_is_still_writing_are_left_alone() -> None:
+    import json
+    import os
+
+    db = open_default_database()
+    cid = create_conversation(db, model="m")
+    u = add_message(db, cid, "user", "Hi", parent_id=None)
+    a = add_message(db, cid, "assistant", "", parent_id=u, state=MessageState.STREAMING)
+    # Pretend the GUI (a live process: our parent) is writing this answer.
+    db.execute(
+        "UPDATE messages SET metrics = ? WHERE id = ?",
+        [json.dumps({"writer_pid": os.getppid()}), a],
+    )
+    db.conn.commit()
+    assert recover_interrupted(db) == 0
+    assert branch(db, cid)[-1].state == MessageState.STREAMING

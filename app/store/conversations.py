@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -152,7 +153,12 @@ def add_message(
                 "reasoning": "",
                 "state": state.value,
                 "error": None,
-                "metrics": None,
+                # Who writes a streaming answer, so crash recovery can tell live from dead.
+                "metrics": (
+                    json.dumps({"writer_pid": os.getpid()})
+                    if state == MessageState.STREAMING
+                    else None
+                ),
                 "created_at": now,
                 "updated_at": now,
             }
@@ -251,24 +257,29 @@ def search_messages(db: Database, query: str, limit: int = 50) -> list[dict[str,
     ]
 
 
-def recover_interrupted(db: Database, older_than_s: float = 0.0) -> int:
-    """Mark answers left `streaming` by a crash as `interrupted`; returns how many.
+def recover_interrupted(db: Database) -> int:
+    """Mark answers left `streaming` by a process that died as `interrupted`; returns how many.
 
-    A live answer is flushed every half second, so `older_than_s` spares answers another
-    Hearth process (the GUI beside a CLI) is still writing; it corrects the state itself
-    when it finishes.
+    Each streaming answer records its writer's pid, so answers that another live Hearth
+    process (the GUI beside a CLI) is still writing are left alone.
     """
-    from datetime import UTC, datetime, timedelta
+    import psutil
 
-    cutoff = (datetime.now(UTC) - timedelta(seconds=older_than_s)).isoformat(
-        timespec="microseconds"
+    rows = list(
+        db.query("SELECT id, metrics FROM messages WHERE state = ?", [MessageState.STREAMING.value])
     )
+    dead = []
+    for row in rows:
+        pid = (json.loads(row["metrics"]) if row["metrics"] else {}).get("writer_pid")
+        if not isinstance(pid, int) or pid == os.getpid() or not psutil.pid_exists(pid):
+            dead.append(row["id"])
     with db.conn:
-        cursor = db.execute(
-            "UPDATE messages SET state = ?, updated_at = ? WHERE state = ? AND updated_at <= ?",
-            [MessageState.INTERRUPTED.value, utc_now(), MessageState.STREAMING.value, cutoff],
-        )
-    return int(cursor.rowcount or 0)
+        for mid in dead:
+            db.execute(
+                "UPDATE messages SET state = ?, updated_at = ? WHERE id = ?",
+                [MessageState.INTERRUPTED.value, utc_now(), mid],
+            )
+    return len(dead)
 
 
 def export_markdown(db: Database, conversation_id: str) -> str:
