@@ -134,6 +134,18 @@ def _turn(
     with _StopOnInterrupt(session):
         if how == "regenerate":
             reply = session.regenerate(conversation_id, sampling, on_token)
+        elif how == "edit":
+            last_question = next(
+                (
+                    m
+                    for m in reversed(convs.branch(session.db, conversation_id))
+                    if m.role == "user"
+                ),
+                None,
+            )
+            if last_question is None:
+                raise HearthError("There is no message of yours to edit yet.", "Send one first.")
+            reply = session.edit(conversation_id, last_question.id, text, sampling, on_token)
         else:
             reply = session.send(conversation_id, text, sampling, on_token)
     if in_reasoning:
@@ -180,8 +192,11 @@ def _interactive(
             return 0
         if command == "/help":
             print(
-                "/new  start a new conversation    /regen  answer the last message again\n"
-                "/system TEXT  new conversation with a system prompt    /quit  leave",
+                "/new           start a new conversation\n"
+                "/system TEXT   start a new conversation with a system prompt\n"
+                "/regen         answer your last message again (the old answer is kept)\n"
+                "/edit TEXT     replace your last message with TEXT and answer it\n"
+                "/quit          leave (or Ctrl-D)",
                 file=sys.stderr,
             )
             continue
@@ -192,6 +207,8 @@ def _interactive(
             continue
         if command == "/regen":
             how = "regenerate"
+        if command.startswith("/edit"):
+            how, text = "edit", command.removeprefix("/edit").strip()
         try:
             reply = _turn(session, conversation_id, text, sampling, args, how=how)
         except HearthError as exc:
