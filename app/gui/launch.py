@@ -11,8 +11,8 @@ from app.errors import HearthError
 class NoDisplayError(HearthError):
     default_remedy = (
         "Run Hearth from a desktop session, or use the command line instead "
-        "(`hearth --help`: doctor, plan, models); on a server, `xvfb-run hearth` gives it a "
-        "virtual screen."
+        "(`hearth --help`: chat, history, doctor, plan, models); on a server, "
+        "`xvfb-run hearth` gives it a virtual screen."
     )
 
 
