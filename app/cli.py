@@ -177,13 +177,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 # --- doctor -------------------------------------------------------------------------------
 
 
-def _hardware(machine: str | None, include_builds: bool = True) -> Any:
+def _hardware(machine: str | None, include_builds: bool = True, fresh: bool = False) -> Any:
     from app.hardware.profile import load_simulated_machines
 
     if not machine:
         from app.hardware.detect import detect_hardware
 
-        return detect_hardware(include_builds=include_builds)
+        return detect_hardware(include_builds=include_builds, fresh_builds=fresh)
     name, _, file = machine.partition("@")
     machines = load_simulated_machines(Path(file) if file else None)
     if name not in machines:
@@ -197,7 +197,7 @@ def _hardware(machine: str | None, include_builds: bool = True) -> Any:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from app.hardware.report import doctor_report, format_doctor_report
 
-    report = doctor_report(_hardware(args.machine))
+    report = doctor_report(_hardware(args.machine, fresh=True))
     if args.json:
         print(json.dumps(report, indent=2))
     else:

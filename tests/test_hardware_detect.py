@@ -387,3 +387,23 @@ def test_report_for_this_machine_is_json() -> None:
     assert json.loads(json.dumps(report))["cpu"]["logical_cores"] >= 1
     assert report["simulated"] is None
     assert "Hearth" in format_doctor_report(report)
+
+
+def test_build_checks_are_cached_until_the_builds_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[float] = []
+    fake = {"llama": {"version": "9.9", "gpu_offload": False}, "torch": {"version": "1.0"}}
+
+    def probe(timeout: float) -> dict:
+        calls.append(timeout)
+        return fake
+
+    monkeypatch.setattr(detect, "_probe_in_subprocesses", probe)
+    monkeypatch.setattr(detect, "_build_fingerprint", lambda: "build-A")
+    assert detect.detect_builds(fresh=False).llama_version == "9.9"
+    assert detect.detect_builds(fresh=False).llama_version == "9.9"
+    assert len(calls) == 1  # the second answer came from the cache
+    detect.detect_builds(fresh=True)
+    assert len(calls) == 2  # doctor always checks again
+    monkeypatch.setattr(detect, "_build_fingerprint", lambda: "build-B")  # reinstalled
+    detect.detect_builds(fresh=False)
+    assert len(calls) == 3

@@ -341,7 +341,51 @@ def _dist_version(*names: str) -> str | None:
     return None
 
 
-def detect_builds(timeout: float = 60) -> BuildInfo:
+def _build_fingerprint() -> str:
+    """Changes whenever llama-cpp-python or torch is reinstalled (RECORD hashes every file)."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{sys.executable}|{platform.platform()}".encode())
+    for dist in ("llama-cpp-python", "torch"):
+        try:
+            digest.update(
+                (importlib.metadata.distribution(dist).read_text("RECORD") or "").encode()
+            )
+        except Exception:  # not installed: part of the fingerprint too
+            digest.update(f"no {dist}".encode())
+    return digest.hexdigest()
+
+
+def _cached_probe_results(timeout: float, fresh: bool) -> dict[str, dict[str, Any]]:
+    """Probe results, reused from the cache folder while the installed builds are unchanged.
+
+    The probes cost ~2 s (importing torch); `hearth plan` and `hearth chat` need the answer
+    on every start, `hearth doctor` asks for a fresh one.
+    """
+    from app.paths import hearth_paths
+
+    cache = hearth_paths().cache / "build-probe.json"
+    key = _build_fingerprint()
+    if not fresh:
+        try:
+            data = json.loads(cache.read_text())
+            if data.get("key") == key:
+                return dict(data["results"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    results = _probe_in_subprocesses(timeout)
+    if not any("error" in r for r in results.values()):
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"key": key, "results": results}))
+            os.replace(tmp, cache)
+        except OSError:
+            pass  # a read-only home just means probing every time
+    return results
+
+
+def detect_builds(timeout: float = 60, *, fresh: bool = True) -> BuildInfo:
     """Installed versions, and what the llama.cpp and PyTorch builds can run on.
 
     Importing llama_cpp and torch is slow and can crash natively, so each is checked in
@@ -353,7 +397,7 @@ def detect_builds(timeout: float = 60) -> BuildInfo:
     if getattr(sys, "frozen", False):
         results = {kind: _probe_in_process(kind) for kind in _PROBE_MODULES}
     else:
-        results = _probe_in_subprocesses(timeout)
+        results = _cached_probe_results(timeout, fresh)
 
     llama = results.get("llama", {})
     torch = results.get("torch", {})
@@ -573,8 +617,12 @@ def _os_name() -> str:
     )
 
 
-def detect_hardware(include_builds: bool = True) -> HardwareProfile:
-    """This machine's profile; `include_builds=False` skips the slow library checks."""
+def detect_hardware(include_builds: bool = True, *, fresh_builds: bool = False) -> HardwareProfile:
+    """This machine's profile; `include_builds=False` skips the library checks.
+
+    Build checks are cached while the installed builds are unchanged; `fresh_builds=True`
+    runs them again (doctor).
+    """
     total, available = detect_memory()
     return HardwareProfile(
         os=_os_name(),
@@ -582,5 +630,5 @@ def detect_hardware(include_builds: bool = True) -> HardwareProfile:
         ram_total=total,
         ram_available=available,
         gpus=detect_gpus(),
-        builds=detect_builds() if include_builds else BuildInfo(),
+        builds=detect_builds(fresh=fresh_builds) if include_builds else BuildInfo(),
     )
