@@ -76,6 +76,7 @@ def _load(session: Any, args: argparse.Namespace, settings: Any) -> None:
     loaded = session.load_model(args.model, settings=settings, on_progress=progress)
     if bar:
         bar.finish()
+        print(f"loaded in {loaded.load_s:.1f} s", file=sys.stderr)
         if loaded.note:
             print(f"note: {loaded.note}", file=sys.stderr)
 
