@@ -45,3 +45,41 @@ def test_missing_x11_libraries_are_named_with_the_install_command(monkeypatch) -
     assert "sudo apt install libxcb-cursor0)" in problem
     assert launch.display_problem({"DISPLAY": ":0", "QT_QPA_PLATFORM": "xcb"}) is None
     assert launch.display_problem({}, platform="darwin") is None
+
+
+def test_chat_page_queues_a_message_typed_while_loading_and_streams_the_answer(
+    qtbot: QtBot, gemma_gguf: Path
+) -> None:
+    from app.engine.chat import Sampling
+    from app.gui.main_window import MainWindow
+    from app.store import conversations as convs
+
+    db = open_default_database()
+    register_chat_model(
+        db, "gemma", gemma_gguf, read_gguf_facts(gemma_gguf), source="import", sha256=None
+    )
+    window = MainWindow()
+    qtbot.addWidget(window)
+    chat = window.chat
+    chat.controller.worker.sampling = Sampling(temperature=0.0, max_tokens=12)
+    assert chat.model_box.currentText() == "gemma"
+    tokens: list[str] = []
+    chat.controller.worker.token.connect(lambda a, r: tokens.append(a))
+    chat.input.setPlainText("Write a sentence about the sea.")
+    with qtbot.waitSignal(chat.controller.worker.reply_done, timeout=120_000) as done:
+        chat.send()  # no model loaded yet: the message waits, the load starts
+        assert "queued" in chat.status.text()
+    reply = done.args[0]
+    assert reply.state.value == "complete" and tokens
+    assert reply.content.strip() in chat.transcript.toPlainText()
+    assert "gemma" in chat.status.text() and "loaded in" in chat.status.text()
+    assert "tok/s" in chat.metrics.text()
+    stored = convs.branch(db, chat.conversation_id)
+    assert [m.role for m in stored] == ["user", "assistant"]
+    assert chat.conversations.count() == 1
+    pid = chat.controller.worker.session.client.pid
+    window.close()
+    import psutil
+
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert "llama_cpp" not in sys.modules

@@ -13,11 +13,13 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from app import __version__
+from app.gui.chat_view import ChatView
 from app.hardware.detect import detect_hardware
 from app.hardware.planner import FitVerdict, plan_load
 from app.hardware.profile import HardwareProfile
@@ -69,7 +71,7 @@ class MainWindow(QMainWindow):
     def __init__(self) -> None:
         super().__init__()
         self.setWindowTitle(f"Hearth {__version__}")
-        self.resize(900, 520)
+        self.resize(1000, 640)
 
         self.machine = QLabel("Looking at this machine…")
         self.machine.setTextFormat(Qt.TextFormat.RichText)
@@ -82,15 +84,19 @@ class MainWindow(QMainWindow):
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
 
-        title = QLabel("<h2>Hearth</h2>Private, on-device AI. Nothing leaves this machine.")
+        title = QLabel("Private, on-device AI. Nothing leaves this machine.")
         layout = QVBoxLayout()
         layout.addWidget(title)
         layout.addWidget(self.machine)
         layout.addWidget(QLabel("<b>Model library</b>"))
         layout.addWidget(self.table)
-        central = QWidget()
-        central.setLayout(layout)
-        self.setCentralWidget(central)
+        models_page = QWidget()
+        models_page.setLayout(layout)
+        self.chat = ChatView()
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.chat, "Chat")
+        self.tabs.addTab(models_page, "Models")
+        self.setCentralWidget(self.tabs)
 
         refresh = QAction("&Refresh", self)
         refresh.setShortcut(QKeySequence.StandardKey.Refresh)
@@ -106,6 +112,10 @@ class MainWindow(QMainWindow):
         self.signals.loaded.connect(self._show_library)
         self.signals.failed.connect(lambda msg: self.statusBar().showMessage(msg))
         self.refresh()
+
+    def closeEvent(self, event: Any) -> None:
+        self.chat.shutdown()  # the chat worker ends: its memory goes back to the system
+        super().closeEvent(event)
 
     def refresh(self) -> None:
         self.statusBar().showMessage("Checking hardware and the library…")
