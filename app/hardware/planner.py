@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from app.hardware.facts import ChatModelFacts, ImageModelFacts
@@ -318,6 +319,19 @@ def _plan_for_ctx(
     rbudget = ram_budget(hw)
     gpu = pick_gpu(hw, settings) if settings.gpu_layers != 0 else None
     flash_attn = kv_type not in ("f16", "f32")  # quantised V cache needs flash attention
+    # What every outcome below shares; each branch adds backend, layers, verdict and memory.
+    finish = partial(
+        _chat_plan,
+        model=model,
+        total_layers=all_layers,
+        threads=threads,
+        n_ctx=n_ctx,
+        kv_type=kv_type,
+        flash_attn=flash_attn,
+        rbudget=rbudget,
+        reasons=reasons,
+        warnings=warnings,
+    )
 
     if gpu is None:
         repacked = int(repack_per_block * n_blocks)
@@ -334,23 +348,7 @@ def _plan_for_ctx(
         if hw.gpus and settings.gpu_layers != 0 and pick_gpu(hw) is None:
             why = "the GPU cannot be used by this llama.cpp build"
         reasons.append(f"Runs on the CPU with {threads} threads ({why}).")
-        return _chat_plan(
-            model,
-            Backend.CPU,
-            0,
-            "none",
-            all_layers,
-            threads,
-            n_ctx,
-            kv_type,
-            flash_attn,
-            verdict,
-            est,
-            rbudget,
-            0,
-            reasons,
-            warnings,
-        )
+        return finish(Backend.CPU, 0, "none", verdict, est, 0)
 
     backend = Backend(gpu.kind)
     gbudget = gpu_budget(gpu, hw)
@@ -386,23 +384,7 @@ def _plan_for_ctx(
             reasons.append(
                 f"Needs {_gib(need)}, more than this Mac's {_gib(hw.ram_total)} can give."
             )
-        return _chat_plan(
-            model,
-            backend,
-            all_layers,
-            "all",
-            all_layers,
-            threads,
-            n_ctx,
-            kv_type,
-            flash_attn,
-            verdict,
-            est,
-            rbudget,
-            gbudget,
-            reasons,
-            warnings,
-        )
+        return finish(backend, all_layers, "all", verdict, est, gbudget)
 
     # Discrete GPU: put as many blocks as fit, then the output head; the rest stays on CPU.
     if settings.gpu_layers is not None:
@@ -460,23 +442,7 @@ def _plan_for_ctx(
             f"RAM ({_gib(cpu_bytes)}): slower than all on the GPU."
             + (" A smaller context would fit entirely." if model.file_size < gbudget else "")
         )
-    return _chat_plan(
-        model,
-        backend,
-        n_gpu,
-        mode,
-        all_layers,
-        threads,
-        n_ctx,
-        kv_type,
-        flash_attn,
-        verdict,
-        est,
-        rbudget,
-        gbudget,
-        reasons,
-        warnings,
-    )
+    return finish(backend, n_gpu, mode, verdict, est, gbudget)
 
 
 def _ram_verdict(hw: HardwareProfile, need: int) -> FitVerdict:
@@ -488,19 +454,20 @@ def _ram_verdict(hw: HardwareProfile, need: int) -> FitVerdict:
 
 
 def _chat_plan(
-    model: ChatModelFacts,
     backend: Backend,
     gpu_layers: int,
     mode: str,
+    verdict: FitVerdict,
+    est: MemoryEstimate,
+    gbudget: int,
+    *,
+    model: ChatModelFacts,
     total_layers: int,
     threads: int,
     n_ctx: int,
     kv_type: str,
     flash_attn: bool,
-    verdict: FitVerdict,
-    est: MemoryEstimate,
     rbudget: int,
-    gbudget: int,
     reasons: list[str],
     warnings: list[str],
 ) -> LoadPlan:
