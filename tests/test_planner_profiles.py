@@ -115,3 +115,21 @@ def test_gpu_without_matching_llama_build_falls_back_to_cpu_and_says_how_to_fix(
     plan = plan_load(cpu_build, model, LoadSettings(n_ctx=4096))
     assert plan.backend.value == "cpu"
     assert any("GGML_CUDA" in w for w in plan.warnings)
+
+
+def test_a_bigger_quant_never_looks_better_than_a_smaller_one() -> None:
+    """The repacked copy of Q4 weights counts in RSS but its source pages are reclaimable,
+    so Q4_K_M must not rank below a larger Q5_K_M/Q6_K on a tight machine."""
+    from dataclasses import replace
+
+    base = MODELS["qwen2.5-1.5b-instruct-q4_k_m"]
+    assert isinstance(base, ChatModelFacts)
+    sizes = {"Q4_K_M": 1.0, "Q5_K_M": 1.15, "Q6_K": 1.32, "Q8_0": 1.7}
+    for hw in MACHINES.values():
+        ranks = []
+        for quant, scale in sizes.items():
+            facts = replace(base, quantization=quant, file_size=int(base.file_size * scale))
+            plan = plan_load(hw, facts, LoadSettings(n_ctx=4096, gpu_layers=0))
+            ranks.append(plan.verdict.rank)
+            assert plan.estimate.cpu_need <= plan.estimate.cpu_bytes
+        assert ranks == sorted(ranks), (hw.simulated, ranks)

@@ -91,6 +91,12 @@ class MemoryEstimate:
     def total(self) -> int:
         return self.weights + self.repacked + self.kv_cache + self.compute + self.overhead
 
+    @property
+    def cpu_need(self) -> int:
+        """RAM that must really be free: the file pages llama.cpp repacked stay resident
+        (and count in RSS) but are clean page cache the OS drops under pressure."""
+        return self.cpu_bytes - self.repacked
+
 
 @dataclass(frozen=True)
 class LoadPlan:
@@ -343,7 +349,7 @@ def _plan_for_ctx(
             repacked=repacked,
             cpu_bytes=model.file_size + repacked + kv_total + cpu_compute + PROCESS_OVERHEAD,
         )
-        verdict = _ram_verdict(hw, est.cpu_bytes)
+        verdict = _ram_verdict(hw, est.cpu_need)
         why = "no usable GPU" if settings.gpu_layers != 0 else "GPU offload turned off"
         if hw.gpus and settings.gpu_layers != 0 and pick_gpu(hw) is None:
             why = "the GPU cannot be used by this llama.cpp build"
@@ -427,7 +433,7 @@ def _plan_for_ctx(
         )
     elif n_gpu == 0:
         mode = "none"
-        verdict = _ram_verdict(hw, cpu_bytes)
+        verdict = _ram_verdict(hw, est.cpu_need)
         backend = Backend.CPU
         reasons.append(
             f"Not even one layer fits in {gpu.name}'s {_gib(gbudget)} usable VRAM: runs on the "
@@ -435,7 +441,7 @@ def _plan_for_ctx(
         )
     else:
         mode = "some"
-        ram_verdict = _ram_verdict(hw, cpu_bytes)
+        ram_verdict = _ram_verdict(hw, est.cpu_need)
         verdict = FitVerdict.FITS_SPLIT if ram_verdict == FitVerdict.FITS_RAM else ram_verdict
         reasons.append(
             f"{n_gpu} of {all_layers} layers on {gpu.name} ({_gib(gpu_bytes)}), the rest in "
@@ -473,7 +479,7 @@ def _chat_plan(
 ) -> LoadPlan:
     if verdict == FitVerdict.TIGHT and backend == Backend.CPU:
         reasons.append(
-            f"Needs {_gib(est.cpu_bytes)} of RAM and {_gib(rbudget)} is free after a reserve: "
+            f"Needs {_gib(est.cpu_need)} of RAM and {_gib(rbudget)} is free after a reserve: "
             "close other apps first, or pick a smaller quant or context."
         )
     elif verdict == FitVerdict.WONT_FIT:
