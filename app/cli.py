@@ -116,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     hrename.add_argument("id")
     hrename.add_argument("title")
 
+    from app.images_cli import add_image_commands
+
+    add_image_commands(sub)  # imagine, images list/show/rm/export/reveal
+
     models = sub.add_parser("models", help="the model library")
     msub = models.add_subparsers(dest="models_command", metavar="SUBCOMMAND", required=True)
     starter = msub.add_parser("starter", help="install the starter assistant (1.1 GB, once)")
@@ -125,8 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="a folder holding the starter part files (offline machines)",
     )
-    mlist = msub.add_parser("list", help="list the models in the library")
-    mlist.add_argument("--json", action="store_true")
+    from app.library_cli import add_library_commands
+
+    add_library_commands(msub)  # list, show, rm, import, export, catalog
+    from app.hub_cli import add_hub_commands
+
+    add_hub_commands(msub)  # search, files, pull, downloads, login, logout
     return parser
 
 
@@ -162,6 +170,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from app.chat_cli import cmd_history
 
             return cmd_history(args)
+        if command == "imagine":
+            from app.images_cli import cmd_imagine
+
+            return cmd_imagine(args)
+        if command == "images":
+            from app.images_cli import cmd_images
+
+            return cmd_images(args)
     except HearthError as exc:
         print(f"error: {exc.cause}", file=sys.stderr)
         if exc.remedy:
@@ -338,8 +354,14 @@ def _open_db() -> Any:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from app.models.library import list_models
+    from app.library_cli import LIBRARY_COMMANDS, cmd_library
 
+    if args.models_command in LIBRARY_COMMANDS:
+        return cmd_library(args)
+    from app.hub_cli import HUB_COMMANDS, cmd_hub
+
+    if args.models_command in HUB_COMMANDS:
+        return cmd_hub(args)
     if args.models_command == "starter":
         from app.models.starter import STARTER, install_starter
         from app.paths import hearth_paths
@@ -356,20 +378,6 @@ def cmd_models(args: argparse.Namespace) -> int:
             )
         else:
             print(f"The starter assistant {STARTER.name} is already installed at {result.path}.")
-        return 0
-    if args.models_command == "list":
-        rows = list_models(_open_db())
-        if args.json:
-            print(json.dumps(rows, indent=2, default=str))
-            return 0
-        if not rows:
-            print("No models yet. Install the starter assistant with `hearth models starter`.")
-            return 0
-        for row in rows:
-            print(
-                f"{row['name']:<44} {row['kind']:<6} {_gib(row['size_bytes'] or 0):>9}  "
-                f"{row['architecture'] or ''} {row['quantization'] or ''}"
-            )
         return 0
     return 2
 
@@ -389,13 +397,15 @@ class ProgressLine:
         self.shown_percent = -10
         self.active = False
 
-    def update(self, done: int, total: int, what: str = "") -> None:
+    def update(self, done: int, total: int, what: str = "", *, speed: float | None = None) -> None:
+        """Show `done` of `total`; `speed` (bytes/s) overrides the average since the start."""
         now = time.monotonic()
         if self.tty and now - self.last < 0.1 and done < total:
             return
         self.last = now
         elapsed = max(now - self.start, 1e-6)
-        speed = done / elapsed
+        if speed is None:
+            speed = done / elapsed
         eta = (total - done) / speed if speed > 0 else 0.0
         pct = 100 * done / total if total else 100.0
         sizes = (
@@ -403,7 +413,8 @@ class ProgressLine:
             if self.in_bytes
             else ""
         )
-        text = f"{self.label}: {what} {pct:5.1f}%{sizes}  ETA {eta:,.0f} s"
+        eta_text = f"{eta:,.0f} s" if speed > 0 or done >= total else "--"  # not known yet
+        text = f"{self.label}: {what} {pct:5.1f}%{sizes}  ETA {eta_text}"
         if self.tty:
             print("\r" + text.ljust(79), end="", file=sys.stderr, flush=True)
             self.active = True

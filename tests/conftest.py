@@ -1,4 +1,4 @@
-"""Shared fixtures: an isolated Hearth home, the real Gemma test model, tiny GGUF files."""
+"""Shared fixtures: an isolated Hearth home, the real Gemma model, tiny GGUFs and pipelines."""
 
 from __future__ import annotations
 
@@ -50,6 +50,21 @@ def starter_gguf() -> Path:
     if not path.is_file():
         pytest.skip(f"the starter model is not at {path}: run ./scripts/test, which installs it")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weights Stable Diffusion pipeline folder (safetensors), built once.
+
+    Built by scripts/make_tiny_pipeline.py in a subprocess, so the test process itself
+    never imports torch.
+    """
+    import subprocess
+
+    folder = tmp_path_factory.mktemp("pipelines") / "tiny-sd"
+    script = Path(__file__).resolve().parent.parent / "scripts" / "make_tiny_pipeline.py"
+    subprocess.run([sys.executable, str(script), str(folder)], check=True, capture_output=True)
+    return folder
 
 
 @pytest.fixture

@@ -124,10 +124,13 @@ def test_killing_the_app_mid_answer_keeps_the_answer_so_far(
         if not db_path.exists():
             continue
         workers = workers or psutil.Process(proc.pid).children()
-        with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as conn:
-            row = conn.execute(
-                "SELECT content FROM messages WHERE role = 'assistant' AND state = 'streaming'"
-            ).fetchone()
+        try:
+            with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as conn:
+                row = conn.execute(
+                    "SELECT content FROM messages WHERE role = 'assistant' AND state = 'streaming'"
+                ).fetchone()
+        except sqlite3.OperationalError:  # the app is still creating its tables
+            continue
         partial = row[0] if row else ""
     assert len(partial) >= 40, "the growing answer was flushed while streaming"
     proc.send_signal(signal.SIGKILL)  # the whole app dies, no chance to clean up

@@ -20,18 +20,27 @@ out-of-memory killer) is noticed at once and reported as `WorkerCrashedError`. T
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import queue
-import signal
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from types import TracebackType
 
 from app.engine.chat_worker import worker_main
+from app.engine.process import (
+    LOAD_KEY,
+    POLL_S,
+    EngineError,
+    Gone,
+    Key,
+    LoadCancelledError,
+    NotLoadedError,
+    WorkerCrashedError,
+    WorkerProcess,
+    describe_exit,
+)
 from app.engine.protocol import (
     LOAD_REQUEST_ID,
     CancelRequest,
@@ -47,31 +56,17 @@ from app.engine.protocol import (
     TokensEvent,
     UnloadRequest,
 )
-from app.errors import HearthError
 
-#: How often a waiting call wakes up to look at its cancel flag.
-POLL_S = 0.05
-
-
-class EngineError(HearthError):
-    """The chat engine could not do what was asked."""
-
-    default_remedy = "Try again; if it keeps failing, run `hearth doctor` and reload the model."
-
-
-class WorkerCrashedError(EngineError):
-    """The worker process died; `exitcode` is its exit status (negative: killed by a signal)."""
-
-    default_remedy = (
-        "Hearth starts a fresh worker for the next load. If it keeps happening, choose a "
-        "smaller model or quantization, a shorter context, or fewer GPU layers."
-    )
-
-    def __init__(
-        self, cause: str, remedy: str | None = None, *, exitcode: int | None = None
-    ) -> None:
-        super().__init__(cause, remedy)
-        self.exitcode = exitcode
+__all__ = [
+    "ChatEngineClient",
+    "ContextOverflowError",
+    "EngineError",
+    "LoadCancelledError",
+    "ModelLoadError",
+    "NotLoadedError",
+    "WorkerCrashedError",
+    "describe_exit",
+]
 
 
 class ModelLoadError(EngineError):
@@ -88,151 +83,14 @@ class ContextOverflowError(EngineError):
     )
 
 
-class LoadCancelledError(EngineError):
-    default_remedy = "Load the model again when you are ready."
+def _route(event: object) -> Key:
+    if isinstance(event, LoadProgress | Loaded):
+        return LOAD_KEY
+    return getattr(event, "request_id", None)  # None: a load's ErrorEvent
 
 
-class NotLoadedError(EngineError):
-    default_remedy = "Load a model first."
-
-
-_SIGNAL_HINTS = {
-    "SIGKILL": "often the out-of-memory killer",
-    "SIGSEGV": "a crash inside llama.cpp",
-    "SIGABRT": "llama.cpp stopped itself, often on a failed check or when GPU memory ran out",
-    "SIGBUS": "the model file became unreadable while in use, e.g. its drive was removed",
-    "SIGILL": "the llama.cpp build uses CPU instructions this processor lacks",
-    "SIGFPE": "a crash inside llama.cpp",
-    "SIGTERM": "another program asked it to stop",
-}
-_WINDOWS_CODES = {
-    0xC0000005: "an access violation inside llama.cpp",
-    0xC00000FD: "a stack overflow inside llama.cpp",
-    0xC0000409: "llama.cpp stopped itself, often on a failed check",
-    0xC000001D: "the llama.cpp build uses CPU instructions this processor lacks",
-}
-
-
-def describe_exit(exitcode: int | None) -> str:
-    """One sentence on why the worker process ended, from its exit status."""
-    if exitcode is None:
-        return "The chat worker stopped answering: its connection closed."
-    if exitcode < 0:
-        number = -exitcode
-        try:
-            name = signal.Signals(number).name
-        except ValueError:
-            return f"The chat worker was killed by signal {number}."
-        hint = _SIGNAL_HINTS.get(name)
-        detail = f"{name} — {hint}" if hint else name
-        return f"The chat worker was killed by signal {number} ({detail})."
-    code = exitcode & 0xFFFFFFFF
-    hint = _WINDOWS_CODES.get(code)
-    if hint:
-        return f"The chat worker crashed with code {code:#x} ({hint})."
-    return f"The chat worker exited unexpectedly with code {exitcode}."
-
-
-class _Gone:
-    """Put in every waiting queue when the worker process has ended."""
-
-    def __init__(self, error: WorkerCrashedError | None) -> None:
-        self.error = error
-
-
-_LOAD_KEY = None  # load events carry no request id
-_Key = str | None
-
-
-class _Worker:
-    """One worker process, its pipe, and the thread that reads the pipe."""
-
-    def __init__(self, process: BaseProcess, conn: Connection) -> None:
-        self.process = process
-        self.conn = conn
-        self.send_lock = threading.Lock()
-        self.lock = threading.Lock()
-        self.queues: dict[_Key, queue.SimpleQueue[object]] = {}
-        self.dead = False
-        self.stopping = False  # an UnloadRequest was sent: the end is expected
-        self.crash: WorkerCrashedError | None = None
-        self.crash_reported = False
-        self.reader = threading.Thread(target=self._read, name="hearth-chat-reader", daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        while True:
-            try:
-                event = self.conn.recv()
-            except (EOFError, OSError):
-                break
-            key: _Key = _LOAD_KEY
-            if not isinstance(event, LoadProgress | Loaded):
-                key = getattr(event, "request_id", None)  # None: a load's ErrorEvent
-            with self.lock:
-                q = self.queues.get(key)
-            if q is not None:
-                q.put(event)  # events nobody waits for (an abandoned request) are dropped
-        crash = None
-        if not self.stopping:
-            self.process.join(timeout=5)
-            code = self.process.exitcode
-            crash = WorkerCrashedError(describe_exit(code), exitcode=code)
-        with self.lock:
-            self.dead = True
-            self.crash = crash
-            for q in self.queues.values():
-                q.put(_Gone(crash))
-                self.crash_reported = crash is not None
-
-    def open(self, key: _Key) -> queue.SimpleQueue[object]:
-        q: queue.SimpleQueue[object] = queue.SimpleQueue()
-        with self.lock:
-            if self.dead:
-                q.put(_Gone(self.crash))
-                self.crash_reported = self.crash is not None
-            self.queues[key] = q
-        return q
-
-    def close(self, key: _Key) -> None:
-        with self.lock:
-            self.queues.pop(key, None)
-
-    def send(self, message: object) -> bool:
-        """Send; False if the worker is gone (the reader then tells whoever waits)."""
-        with self.send_lock:
-            try:
-                self.conn.send(message)
-                return True
-            except (OSError, EOFError, ValueError):
-                return False
-
-    def try_send(self, message: object) -> bool:
-        """Send only if no other send is under way (safe inside a signal handler)."""
-        if not self.send_lock.acquire(blocking=False):
-            return False
-        try:
-            self.conn.send(message)
-            return True
-        except (OSError, EOFError, ValueError):
-            return False
-        finally:
-            self.send_lock.release()
-
-    def stop(self, timeout: float) -> None:
-        """Ask the process to end, then make sure it has; close the pipe."""
-        self.stopping = True
-        self.send(UnloadRequest())
-        self.process.join(timeout)
-        if self.process.is_alive():
-            self.process.terminate()
-            self.process.join(5)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join()
-        with contextlib.suppress(OSError):
-            self.conn.close()
-        self.reader.join(timeout=5)
+def _crash(exitcode: int | None) -> WorkerCrashedError:
+    return WorkerCrashedError(describe_exit(exitcode), exitcode=exitcode)
 
 
 def _error_for(event: ErrorEvent) -> EngineError:
@@ -252,7 +110,7 @@ class ChatEngineClient:
 
     def __init__(self) -> None:
         self._mp = multiprocessing.get_context("spawn")
-        self._worker: _Worker | None = None
+        self._worker: WorkerProcess | None = None
         self._last_process: BaseProcess | None = None
         self._start_lock = threading.Lock()
         self._load_lock = threading.Lock()
@@ -282,25 +140,26 @@ class ChatEngineClient:
         worker = self._worker
         return worker is not None and not worker.dead and worker.process.is_alive()
 
-    def _ensure_worker(self) -> _Worker:
+    def _ensure_worker(self) -> WorkerProcess:
         with self._start_lock:
             worker = self._worker
             if worker is not None and not worker.dead:
                 return worker
             if worker is not None:
                 worker.stop(timeout=1)
-            parent_conn, child_conn = self._mp.Pipe(duplex=True)
-            process = self._mp.Process(
-                target=worker_main, args=(child_conn,), name="hearth-chat-worker", daemon=True
-            )
-            process.start()
-            child_conn.close()  # so that the worker's death reads as EOF here
             self._loaded = None
-            self._last_process = process
-            self._worker = _Worker(process, parent_conn)
+            self._worker = WorkerProcess.start(
+                self._mp,
+                worker_main,
+                name="hearth-chat-worker",
+                route=_route,
+                crash_error=_crash,
+                unload_message=UnloadRequest(),
+            )
+            self._last_process = self._worker.process
             return self._worker
 
-    def _running_worker(self) -> _Worker:
+    def _running_worker(self) -> WorkerProcess:
         """The worker that holds (or is loading) the model, for generate and count_tokens."""
         with self._start_lock:
             worker = self._worker
@@ -350,7 +209,7 @@ class ChatEngineClient:
         """
         with self._load_lock:
             worker = self._ensure_worker()
-            q = worker.open(_LOAD_KEY)
+            q = worker.open(LOAD_KEY)
             done = False
             try:
                 worker.send(req)
@@ -373,7 +232,7 @@ class ChatEngineClient:
                         done = True
                         self._loaded = None
                         raise _error_for(event)
-                    elif isinstance(event, _Gone):
+                    elif isinstance(event, Gone):
                         done = True
                         if event.error is not None:
                             raise event.error
@@ -381,7 +240,7 @@ class ChatEngineClient:
             finally:
                 if not done:  # on_progress raised, or KeyboardInterrupt: stop the load too
                     worker.send(CancelRequest(LOAD_REQUEST_ID))
-                worker.close(_LOAD_KEY)
+                worker.close(LOAD_KEY)
 
     def generate(self, req: GenerateRequest) -> Iterator[TokenEvent | Metrics | Done]:
         """Stream a reply: TokenEvents, then Metrics, then Done (always last).
@@ -412,7 +271,7 @@ class ChatEngineClient:
                 elif isinstance(event, ErrorEvent):
                     finished = True
                     raise _error_for(event)
-                elif isinstance(event, _Gone):
+                elif isinstance(event, Gone):
                     finished = True
                     if event.error is not None:
                         raise event.error
@@ -445,7 +304,7 @@ class ChatEngineClient:
                     return event.count
                 if isinstance(event, ErrorEvent):
                     raise _error_for(event)
-                if isinstance(event, _Gone):
+                if isinstance(event, Gone):
                     if event.error is not None:
                         raise event.error
                     raise NotLoadedError("The model was unloaded.")

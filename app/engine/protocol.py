@@ -1,5 +1,8 @@
 """The typed messages between the chat engine client (parent) and its worker process.
 
+The image engine speaks the same family (`app.engine.image_protocol`) and shares
+`CancelRequest`, `UnloadRequest`, `ErrorEvent` and `Done` from here.
+
 Every message is a frozen dataclass of plain data (str, int, float, bool, None, tuples),
 so it pickles across a `multiprocessing` Connection and means the same on both sides.
 
@@ -25,8 +28,8 @@ from app.hardware.planner import LoadPlan
 LOAD_REQUEST_ID = "load"
 
 #: Why a generation ended: an end-of-turn token or stop string, the token or context limit,
-#: or a `CancelRequest`.
-DoneReason = Literal["stop", "length", "cancelled"]
+#: every requested image made (image engine), or a `CancelRequest`.
+DoneReason = Literal["stop", "length", "complete", "cancelled"]
 
 #: What went wrong, for `ErrorEvent.kind`.
 ErrorKind = Literal[

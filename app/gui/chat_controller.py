@@ -99,7 +99,6 @@ class ChatController(QObject):
 
     request_load = Signal(str)
     request_send = Signal(str, str)
-    request_shutdown = Signal()
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -108,7 +107,6 @@ class ChatController(QObject):
         self.worker.moveToThread(self.worker_thread)
         self.request_load.connect(self.worker.load)
         self.request_send.connect(self.worker.send)
-        self.request_shutdown.connect(self.worker.shutdown)
         self.worker_thread.start()
 
     def load(self, model: str) -> None:
@@ -128,6 +126,7 @@ class ChatController(QObject):
     def close(self) -> None:
         self.stop()
         self.worker.pending.clear()
-        self.request_shutdown.emit()
         self.worker_thread.quit()
         self.worker_thread.wait(15_000)
+        # After the thread has stopped: a queued shutdown signal could be dropped by quit().
+        self.worker.shutdown()

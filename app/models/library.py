@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlite_utils
 
-from app.hardware.facts import ChatModelFacts
+from app.hardware.facts import ChatModelFacts, ImageModelFacts
 from app.models.gguf_info import ModelNotFoundError
 from app.store import utc_now
 
@@ -66,9 +66,72 @@ def register_chat_model(
     return found
 
 
+def register_image_model(
+    db: sqlite_utils.Database,
+    name: str,
+    folder: Path,
+    facts: ImageModelFacts,
+    *,
+    source: str,
+    sha256: str | None,
+    size_bytes: int | None = None,
+    repo: str | None = None,
+    revision: str | None = None,
+    license: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Add (or update) a diffusers image model folder in the library and return its row.
+
+    `architecture` records the pipeline family (sd15, sdxl, ...) and `quantization` the
+    stored dtype of its weights; `size_bytes` defaults to the weights' size.
+    """
+    existing = find_model(db, name)
+    row = {
+        "name": name,
+        "kind": "image",
+        "path": str(folder),
+        "source": source,
+        "repo": repo,
+        "revision": revision,
+        "filename": folder.name,
+        "size_bytes": size_bytes if size_bytes is not None else facts.total_bytes,
+        "sha256": sha256,
+        "license": license,
+        "architecture": facts.family,
+        "quantization": facts.stored_dtype,
+        "parameters": None,
+        "context_length": None,
+        "added_at": existing["added_at"] if existing else utc_now(),
+        "extra": json.dumps(extra or {}),
+    }
+    table = db.table("models")
+    if existing:
+        table.update(existing["id"], row)
+    else:
+        table.insert(row)
+    found = find_model(db, name)
+    assert found is not None
+    return found
+
+
 def find_model(db: sqlite_utils.Database, name: str) -> dict[str, Any] | None:
     rows = list(db["models"].rows_where("name = ?", [name], limit=1))
     return dict(rows[0]) if rows else None
+
+
+def remove_model_row(db: sqlite_utils.Database, name: str) -> None:
+    """Forget a model (its files are the caller's business)."""
+    db.execute("DELETE FROM models WHERE name = ?", [name])
+    db.conn.commit()
+
+
+def model_extra(row: dict[str, Any]) -> dict[str, Any]:
+    """The decoded `extra` JSON of a library row ({} when absent or unreadable)."""
+    try:
+        value = json.loads(row.get("extra") or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def list_models(db: sqlite_utils.Database) -> list[dict[str, Any]]:
