@@ -18,6 +18,7 @@ import os
 import platform
 import shutil
 import subprocess
+import time
 import uuid
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
@@ -270,19 +271,26 @@ def reveal_image(db: Database, image_id: str, *, open_file_manager: bool = False
     return image.path.parent
 
 
-def recover_gallery(db: Database, folder: Path | None = None) -> int:
+def recover_gallery(db: Database, folder: Path | None = None, *, grace_s: float = 600.0) -> int:
     """Tidy the gallery folder after a crash; returns how many images were taken back in.
 
     `.partial` files (an image cut off mid-write) are deleted. A complete PNG with Hearth
     settings but no record (Hearth stopped between the rename and the insert) is recorded,
-    so nothing finished is lost.
+    so nothing finished is lost. Files younger than `grace_s` are left alone: another
+    Hearth process (the window and a terminal at once) may be saving them right now.
     """
     folder = folder or _images_folder()
     if not folder.is_dir():
         return 0
     known = {str(r[0]) for r in db.execute("SELECT path FROM images").fetchall()}
     adopted = 0
+    now = time.time()
     for path in sorted(folder.rglob("*")):
+        try:
+            if now - path.stat().st_mtime < grace_s or not path.is_file():
+                continue
+        except OSError:
+            continue
         if path.name.endswith(PARTIAL_SUFFIX):
             with contextlib.suppress(OSError):
                 path.unlink()
