@@ -788,8 +788,8 @@ class _ImageWorker:
 
         Offload hooks need the whole pipeline, so with offload the first step waits. On
         the CPU the VAE's load would compete with the first steps for the same cores (it
-        took 20 s instead of 0.3 s on 2 cores, docs/benchmarks.md), so it waits there too
-        unless asked.
+        took 3-13 s instead of 0.2 s on 2 cores, docs/benchmarks.md), so it waits there
+        too unless asked.
         """
         offload = req.memory_mode in ("model_cpu_offload", "sequential_cpu_offload")
         if offload and req.device != "cpu":
