@@ -2,7 +2,7 @@
 
 import multiprocessing
 
-from app.cli import main
+from app.cli.main import main
 
 if __name__ == "__main__":
     # Worker processes are started with "spawn"; under PyInstaller the frozen executable

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import platformdirs
@@ -27,7 +27,40 @@ class HearthPaths:
 
     @property
     def images(self) -> Path:
+        """Generated pictures (the gallery)."""
         return self.data / "images"
+
+    def model_folder(self, publisher: str, repo: str) -> Path:
+        """Where a model from `publisher/repo` lives (callers pass names safe for a path)."""
+        return self.models / publisher / repo
+
+    @property
+    def download_staging(self) -> Path:
+        """Hub downloads in progress: one folder per job, moved into `models` when verified."""
+        return self.cache / "downloads"
+
+    @property
+    def starter_parts(self) -> Path:
+        """The starter model's downloaded parts, kept so a cut download resumes."""
+        return self.cache / "starter-parts"
+
+    @property
+    def build_check_cache(self) -> Path:
+        """The last llama.cpp / torch build checks, reused while the builds are unchanged."""
+        return self.cache / "build-probe.json"
+
+    @property
+    def token_file(self) -> Path:
+        """The hub token when there is no usable keyring (mode 0600)."""
+        return self.config / "hub-token"
+
+    def log_file(self, process: str) -> Path:
+        """The rotating log of `process` ("hearth", "chat-worker", ...)."""
+        return self.logs / f"{process}.log"
+
+    def crash_file(self, process: str) -> Path:
+        """Where a native crash of `process` leaves its faulthandler trace."""
+        return self.logs / f"{process}-crash.log"
 
     def ensure(self) -> HearthPaths:
         for folder in (self.data, self.models, self.cache, self.logs, self.config):
@@ -67,11 +100,5 @@ def hearth_paths(environ: os._Environ[str] | dict[str, str] | None = None) -> He
         )
     models_override = env.get("HEARTH_MODELS")
     if models_override:
-        paths = HearthPaths(
-            data=paths.data,
-            models=Path(models_override).expanduser().resolve(),
-            cache=paths.cache,
-            logs=paths.logs,
-            config=paths.config,
-        )
+        paths = replace(paths, models=Path(models_override).expanduser().resolve())
     return paths

@@ -50,8 +50,8 @@ def raw_run(model: Path, n_ctx: int, threads: str, n_tokens: int) -> dict[str, f
 
 
 def hearth_run(model: Path, n_ctx: int, threads: int, n_tokens: int) -> dict[str, float]:
-    from app.engine.client import ChatEngineClient
-    from app.engine.protocol import GenerateRequest, LoadRequest, TokenEvent
+    from app.engines.chat_llama.client import ChatEngineClient
+    from app.engines.chat_llama.protocol import GenerateRequest, LoadRequest, TokenEvent
 
     with ChatEngineClient() as client:
         client.load(LoadRequest(str(model), n_ctx=n_ctx, n_gpu_layers=0, n_threads=threads))
@@ -83,7 +83,7 @@ def main() -> int:
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from app.hardware.detect import detect_hardware
-    from app.hardware.planner import cpu_threads
+    from app.planner.budget import cpu_threads
 
     threads = cpu_threads(detect_hardware(include_builds=False))
     raw, hearth, raw_default = [], [], []

@@ -98,8 +98,8 @@ def plain_run(folder: Path, dtype: str, size: int) -> dict[str, float]:
 
 def hearth_run(folder: Path, dtype: str, size: int, overlap_vae: bool) -> dict[str, float]:
     sys.path.insert(0, str(ROOT))
-    from app.engine.image_client import ImageEngineClient
-    from app.engine.image_protocol import (
+    from app.engines.image_diffusers.client import ImageEngineClient
+    from app.engines.image_diffusers.protocol import (
         ImageGenerateRequest,
         ImageLoaded,
         ImageLoadProgress,

@@ -88,27 +88,16 @@ def _text_config(tokenizer: Any, preset: str, *, projection: bool = False) -> An
         "eos_token_id": tokenizer.convert_tokens_to_ids("<|endoftext|>"),
         "pad_token_id": tokenizer.convert_tokens_to_ids("<|endoftext|>"),
     }
-    if preset == "sd15":  # CLIP ViT-L/14's text tower
-        return CLIPTextConfig(
-            vocab_size=49408,
-            hidden_size=768,
-            intermediate_size=3072,
-            num_hidden_layers=12,
-            num_attention_heads=12,
-            max_position_embeddings=77,
-            hidden_act="quick_gelu",
-            projection_dim=768,
-            **ids,
-        )
+    big = preset == "sd15"  # CLIP ViT-L/14's text tower; the others get a tiny one
     return CLIPTextConfig(
-        vocab_size=1000,
-        hidden_size=32,
-        intermediate_size=37,
-        num_hidden_layers=2,
-        num_attention_heads=4,
+        vocab_size=49408 if big else 1000,
+        hidden_size=768 if big else 32,
+        intermediate_size=3072 if big else 37,
+        num_hidden_layers=12 if big else 2,
+        num_attention_heads=12 if big else 4,
         max_position_embeddings=77,
-        hidden_act="gelu",
-        projection_dim=32 if projection else 512,
+        hidden_act="quick_gelu" if big else "gelu",
+        projection_dim=768 if big else (32 if projection else 512),
         **ids,
     )
 
@@ -136,35 +125,31 @@ def _unet(preset: str) -> Any:
 
     if preset == "sd15":
         return UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8)
-    if preset == "sdxl-tiny":
-        return UNet2DConditionModel(
-            sample_size=8,
-            in_channels=4,
-            out_channels=4,
-            block_out_channels=(32, 64),
-            layers_per_block=1,
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-            attention_head_dim=(2, 4),
-            use_linear_projection=True,
-            addition_embed_type="text_time",
-            addition_time_embed_dim=8,
-            transformer_layers_per_block=(1, 1),
-            projection_class_embeddings_input_dim=6 * 8 + 32,  # time ids + pooled text
-            cross_attention_dim=64,  # both text encoders' hidden states side by side
-            norm_num_groups=32,
-        )
+    # SDXL's layout: pooled text and size conditioning ("text_time"), linear projections.
+    xl = preset == "sdxl-tiny"
+    sdxl_only: dict[str, Any] = {
+        "use_linear_projection": True,
+        "addition_embed_type": "text_time",
+        "addition_time_embed_dim": 8,
+        "transformer_layers_per_block": (1, 1),
+        "projection_class_embeddings_input_dim": 6 * 8 + 32,  # time ids + pooled text
+    }
+    # Cross-attention on the inner level (SDXL) or the outer one (SD 1.x); up mirrors down.
+    attn, plain = "CrossAttnDownBlock2D", "DownBlock2D"
+    down = (plain, attn) if xl else (attn, plain)
     return UNet2DConditionModel(
         sample_size=8,
         in_channels=4,
         out_channels=4,
         block_out_channels=(32, 64),
         layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=8,
+        down_block_types=down,
+        up_block_types=tuple(block.replace("Down", "Up") for block in reversed(down)),
+        # SDXL: both text encoders' hidden states side by side.
+        cross_attention_dim=64 if xl else 32,
+        attention_head_dim=(2, 4) if xl else 8,
         norm_num_groups=32,
+        **(sdxl_only if xl else {}),
     )
 
 

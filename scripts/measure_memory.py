@@ -58,8 +58,8 @@ def main() -> int:
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from app.hardware.detect import detect_hardware
-    from app.hardware.planner import LoadSettings, plan_load
-    from app.models.gguf_info import read_gguf_facts
+    from app.models.gguf import read_gguf_facts
+    from app.planner import LoadSettings, plan_load
 
     hw = detect_hardware(include_builds=False)
     facts = read_gguf_facts(args.model)
@@ -83,10 +83,11 @@ def main() -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        mib = 1024**2
+        from app.humanize import format_size
+
         print(
-            f"{args.model.name} ctx={args.ctx}: peak RSS {result['peak_rss'] / mib:,.0f} MiB, "
-            f"estimate {plan.estimate.total / mib:,.0f} MiB (ratio {result['ratio']:.3f}); "
+            f"{args.model.name} ctx={args.ctx}: peak RSS {format_size(result['peak_rss'])}, "
+            f"estimate {format_size(plan.estimate.total)} (ratio {result['ratio']:.3f}); "
             f"load {result['load_s']:.2f} s"
         )
     return 0

@@ -15,6 +15,17 @@ from tests.gguf_factory import write_tiny_gguf
 TEST_MODELS = Path(sys.prefix) / "share" / "hearth-test-models"
 
 
+#: Fixtures that hand a test a real model: a test using one runs llama.cpp, so it is slow.
+REAL_MODEL_FIXTURES = frozenset({"gemma_gguf", "starter_gguf"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that runs llama.cpp on a real model `slow` (`-m "not slow"` skips it)."""
+    for item in items:
+        if REAL_MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def hearth_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Every test gets its own HEARTH_HOME: nothing touches the user's real data."""

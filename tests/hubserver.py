@@ -69,6 +69,9 @@ class HubFile:
     release: threading.Event = field(default_factory=threading.Event)
     hold_timeout: float = 30.0
     reached_hold: threading.Event = field(default_factory=threading.Event)
+    #: The size the listings claim instead of the real one: stands in for a multi-GB file
+    #: in tests that only list a repo (never download such a file).
+    listed_size: int | None = None
 
     @property
     def is_lfs(self) -> bool:
@@ -537,11 +540,11 @@ def _sibling(hub_file: HubFile, blobs: bool) -> dict[str, Any]:
     item: dict[str, Any] = {"rfilename": hub_file.path}
     if blobs:
         item["blobId"] = hub_file.git_sha1
-        item["size"] = hub_file.size
+        item["size"] = hub_file.listed_size or hub_file.size
         if hub_file.is_lfs:
             item["lfs"] = {
                 "sha256": hub_file.sha256,
-                "size": hub_file.size,
+                "size": hub_file.listed_size or hub_file.size,
                 "pointerSize": len(hub_file.pointer),
             }
     return item

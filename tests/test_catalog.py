@@ -11,14 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from app.hardware.facts import ChatModelFacts, ImageModelFacts
-from app.hardware.planner import FitVerdict
 from app.hardware.profile import (
     HardwareProfile,
-    load_reference_models,
     load_simulated_machines,
 )
-from app.models.catalog import (
+from app.hub.catalog import (
     CHAT_ARCH_FIELDS,
     CatalogEntryNotFoundError,
     CatalogError,
@@ -27,7 +24,10 @@ from app.models.catalog import (
     fit_variants,
     load_catalog,
 )
-from app.models.gguf_info import read_gguf_facts
+from app.hub.quants import GOOD_ENOUGH_BITS, quant_bits
+from app.models.gguf import read_gguf_facts
+from app.planner import FitVerdict
+from app.planner.facts import ChatModelFacts, ImageModelFacts, load_reference_models
 
 PROFILES = Path(__file__).parent / "data" / "hardware-profiles.json"
 MACHINES: dict[str, HardwareProfile] = load_simulated_machines(PROFILES)
@@ -107,16 +107,7 @@ def test_catalog_architecture_matches_a_real_qwen2_5_file(starter_gguf: Path) ->
     e = entry("qwen2.5-1.5b-instruct")
     listed = e.facts(e.variant("Q4_K_M"))
     assert isinstance(listed, ChatModelFacts)
-    for key in (
-        "arch",
-        "block_count",
-        "embedding_length",
-        "head_count",
-        "head_count_kv",
-        "key_length",
-        "context_length",
-        "vocab_size",
-    ):
+    for key in CHAT_ARCH_FIELDS:
         assert getattr(listed, key) == getattr(real, key), key
     assert abs(listed.file_size - real.file_size) / real.file_size < 0.15
 
@@ -136,7 +127,13 @@ def test_every_variant_has_a_verdict_and_the_suggestion_fits(machine: str) -> No
             continue
         [best] = suggested
         assert best.verdict.rank <= 1, (machine, e.name)
-        assert best.verdict.rank == min(f.verdict.rank for f in fits), (machine, e.name)
+        # The one rule (app.hub.quants): Q4_K_M or better whenever one runs, and fully on
+        # the GPU whenever a good quant fits there.
+        good = [f for f in fitting if (quant_bits(f.quant) or 0) >= GOOD_ENOUGH_BITS]
+        if good:
+            assert (quant_bits(best.quant) or 0) >= GOOD_ENOUGH_BITS, (machine, e.name)
+        if any(f.verdict is FitVerdict.FITS_GPU for f in good):
+            assert best.verdict is FitVerdict.FITS_GPU, (machine, e.name)
 
 
 def test_suggestions_follow_the_machine() -> None:

@@ -59,6 +59,7 @@ def test_chat_json_and_history(gemma_gguf: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     reply = json.loads(done.stdout)
+    assert done.stdout == json.dumps(reply, indent=2) + "\n"  # only the JSON: progress is on stderr
     assert reply["state"] == "complete" and reply["content"]
     assert reply["metrics"]["generated_tokens"] > 0 and reply["metrics"]["decode_tps"] > 0
     cid = reply["conversation_id"]

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.chat import ChatSession, EmptyMessageError, MessageTooLongError, Sampling
-from app.engine.client import ModelLoadError
-from app.engine.templates import TemplateFamily
-from app.hardware.planner import LoadSettings
-from app.models.gguf_info import ModelNotFoundError
+from app.engines.chat_llama.client import ModelLoadError
+from app.models.gguf import ModelNotFoundError
+from app.planner import LoadSettings
+from app.prompts.families import TemplateFamily
+from app.sessions.chat import ChatSession, EmptyMessageError, MessageTooLongError, Sampling
 from app.store import MessageState, open_default_database
 from app.store import conversations as convs
 

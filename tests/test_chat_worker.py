@@ -16,17 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.chat_worker import FAKE_GPU_FAILURE_ENV, _StopMatcher
-from app.engine.client import (
-    ChatEngineClient,
-    ContextOverflowError,
-    LoadCancelledError,
-    ModelLoadError,
-    NotLoadedError,
-    WorkerCrashedError,
-    describe_exit,
-)
-from app.engine.protocol import (
+from app.engines.chat_llama.client import ChatEngineClient, ContextOverflowError, ModelLoadError
+from app.engines.chat_llama.protocol import (
     CancelRequest,
     Done,
     GenerateRequest,
@@ -36,7 +27,11 @@ from app.engine.protocol import (
     Metrics,
     TokenEvent,
 )
+from app.engines.chat_llama.worker import FAKE_GPU_FAILURE_ENV, _StopMatcher
+from app.engines.errors import LoadCancelledError, NotLoadedError
+from app.engines.worker.process import WorkerCrashedError, describe_exit
 from app.errors import HearthError
+from tests.cancelling import CancelAtFirstReport
 
 pytestmark = pytest.mark.slow
 
@@ -97,7 +92,6 @@ def test_load_reports_real_progress_and_the_parent_never_imports_llama_cpp(
     assert loaded.backend_used == "cpu" and loaded.gpu_layers_used == 0
     assert isinstance(events[-1], Done)
     assert pid is not None and pid != os.getpid()
-    assert "app.engine.chat_worker" in sys.modules
     assert "llama_cpp" not in sys.modules
 
 
@@ -126,18 +120,13 @@ def test_a_file_that_is_not_gguf_gives_a_clear_load_error(gemma_gguf: Path, tmp_
 
 
 def test_cancel_during_load_raises_load_cancelled(gemma_gguf: Path) -> None:
-    cancel = threading.Event()
-    seen: list[float] = []
-
-    def on_progress(p: LoadProgress) -> None:
-        seen.append(p.fraction)
-        cancel.set()
+    stopper = CancelAtFirstReport[LoadProgress]()
 
     with ChatEngineClient() as c:
         with pytest.raises(LoadCancelledError):
             # use_mmap=False: weights are read, not mapped, so the load lasts a little longer.
-            c.load(load_request(gemma_gguf, use_mmap=False), on_progress, cancel)
-        assert seen and c.loaded is None
+            c.load(load_request(gemma_gguf, use_mmap=False), stopper, stopper.cancel)
+        assert stopper.seen and c.loaded is None
         with pytest.raises(NotLoadedError):
             run(c, max_tokens=4)
         assert c.is_alive()  # the worker survives a cancelled load...

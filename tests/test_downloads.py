@@ -13,13 +13,16 @@ from pathlib import Path
 import pytest
 
 from app.hardware.profile import load_simulated_machines
-from app.models.downloads import DownloadJob, DownloadQueue, DownloadState
-from app.models.hub import GgufVariant, hub_config, list_gguf_files
-from app.models.library import find_model, model_extra
-from app.models.starter import NotEnoughDiskError
-from app.models.tokens import save_token
+from app.hub.config import hub_config
+from app.hub.credentials import save_token
+from app.hub.downloads import DownloadJob, DownloadQueue
+from app.hub.quants import GgufVariant
+from app.hub.search import list_gguf_files
+from app.models.files import NotEnoughDiskError
 from app.paths import hearth_paths
 from app.store import open_default_database
+from app.store.downloads import DownloadState
+from app.store.library import ModelSource, find_model, list_models
 from tests.hubserver import ALWAYS, HubFile, HubServer, point_hub_client_at, running_hub
 
 CPU_32GB = load_simulated_machines()["airgapped-lab-cpu-32gb"]
@@ -64,7 +67,7 @@ def served_file(hub: HubServer, repo: str, path: str) -> HubFile:
 
 
 def staged_files() -> list[Path]:
-    staging = hearth_paths().cache / "downloads"
+    staging = hearth_paths().download_staging
     return [p for p in staging.rglob("*") if p.is_file()] if staging.exists() else []
 
 
@@ -89,6 +92,37 @@ class Progress:
         return next(j for j in self.seen if test(j))
 
 
+def pull(queue: DownloadQueue, wanted: GgufVariant) -> DownloadJob:
+    """Enqueue `wanted`, start the queue and wait (bounded) until the job settles."""
+    job = queue.enqueue(wanted)
+    queue.start()
+    return queue.wait(job.id, timeout=WAIT_S)
+
+
+def interrupt_f16(
+    hub: HubServer,
+    make_queue: Callable[..., DownloadQueue],
+    *,
+    once_done: int,
+    stop: Callable[[DownloadQueue, str], object],
+) -> tuple[DownloadQueue, HubFile, DownloadJob]:
+    """Pull the F16 file with the Hub holding the transfer at 3 chunks, `stop` the job
+    (pause or cancel) once `once_done` bytes are in, then let the Hub go on.
+
+    Returns the queue, the served file and the job as it settled.
+    """
+    served = served_file(hub, TINY, "tiny-chat-F16.gguf")
+    served.hold_at = 3 * CHUNK
+    progress = Progress()
+    queue = make_queue(on_progress=progress)
+    job = queue.enqueue(variant(TINY, "F16"))
+    queue.start()
+    progress.wait_for(lambda j: j.bytes_done >= once_done)
+    stop(queue, job.id)
+    served.release.set()
+    return queue, served, queue.wait(job.id, timeout=WAIT_S)
+
+
 def test_pull_completes_and_registers_with_verified_sha256(
     hub: HubServer, make_queue: Callable[..., DownloadQueue]
 ) -> None:
@@ -105,13 +139,13 @@ def test_pull_completes_and_registers_with_verified_sha256(
     target = hearth_paths().models / "hearth-test" / "Tiny-Chat-GGUF" / "tiny-chat-Q4_K_M.gguf"
     assert target.read_bytes() == data
     row = find_model(open_default_database(), "tiny-chat-q4_k_m")
-    assert row is not None and row["path"] == str(target)
-    assert row["source"] == "hub" and row["repo"] == TINY
-    assert row["revision"] == hub.repos[TINY].commit
-    assert row["sha256"] == hashlib.sha256(data).hexdigest()
-    assert row["license"] == "apache-2.0"
-    assert model_extra(row)["sha256_verified"] is True
-    assert job.files[0].sha256 == row["sha256"]
+    assert row is not None and row.path == target
+    assert row.source is ModelSource.HUB and row.repo == TINY
+    assert row.revision == hub.repos[TINY].commit
+    assert row.sha256 == hashlib.sha256(data).hexdigest()
+    assert row.license == "apache-2.0"
+    assert row.sha256_verified is True
+    assert job.files[0].sha256 == row.sha256
     assert staged_files() == []  # nothing left behind in the cache
 
 
@@ -119,9 +153,7 @@ def test_split_model_reaches_the_library_once_with_all_parts(
     hub: HubServer, make_queue: Callable[..., DownloadQueue]
 ) -> None:
     queue = make_queue(max_parallel=2)
-    job = queue.enqueue(variant(SPLIT, "Q4_K_M"))
-    queue.start()
-    job = queue.wait(job.id, timeout=WAIT_S)
+    job = pull(queue, variant(SPLIT, "Q4_K_M"))
 
     assert job.state == DownloadState.COMPLETE, job.error
     folder = hearth_paths().models / "hearth-test" / "Split-Chat-GGUF"
@@ -129,10 +161,10 @@ def test_split_model_reaches_the_library_once_with_all_parts(
         "split-chat-Q4_K_M-00001-of-00002.gguf",
         "split-chat-Q4_K_M-00002-of-00002.gguf",
     ]
-    rows = list(open_default_database()["models"].rows)
-    assert [r["name"] for r in rows] == ["split-chat-q4_k_m"]
-    assert rows[0]["size_bytes"] == job.size == sum(f.size for f in job.files)
-    assert len(model_extra(rows[0])["files"]) == 2
+    rows = list_models(open_default_database())
+    assert [r.name for r in rows] == ["split-chat-q4_k_m"]
+    assert rows[0].size_bytes == job.size == sum(f.size for f in job.files)
+    assert len(rows[0].files) == 2
 
 
 def test_download_resumes_with_range_after_connection_drop(
@@ -142,9 +174,7 @@ def test_download_resumes_with_range_after_connection_drop(
     served.drop_after = 40 * 1024  # the connection dies 40 KiB in, once
     queue = make_queue()
 
-    job = queue.enqueue(variant(TINY, "Q8_0"))
-    queue.start()
-    job = queue.wait(job.id, timeout=WAIT_S)
+    job = pull(queue, variant(TINY, "Q8_0"))
 
     assert job.state == DownloadState.COMPLETE, job.error
     gets = hub.downloads_of("tiny-chat-Q8_0.gguf")
@@ -164,9 +194,7 @@ def test_download_survives_a_line_that_drops_every_time(
     served.drop_after, served.drops = 40 * 1024, ALWAYS
     queue = make_queue()
 
-    job = queue.enqueue(variant(TINY, "Q4_K_M"))
-    queue.start()
-    job = queue.wait(job.id, timeout=WAIT_S)
+    job = pull(queue, variant(TINY, "Q4_K_M"))
 
     assert job.state == DownloadState.COMPLETE, job.error
     gets = hub.downloads_of("tiny-chat-Q4_K_M.gguf")
@@ -180,9 +208,7 @@ def test_wrong_bytes_fail_delete_the_file_and_stay_out_of_the_library(
     served_file(hub, TINY, "tiny-chat-Q4_K_M.gguf").corrupt = True
     queue = make_queue()
 
-    job = queue.enqueue(variant(TINY, "Q4_K_M"))
-    queue.start()
-    job = queue.wait(job.id, timeout=WAIT_S)
+    job = pull(queue, variant(TINY, "Q4_K_M"))
 
     assert job.state == DownloadState.FAILED
     assert job.error and "does not match the sha256" in job.error
@@ -199,9 +225,7 @@ def test_missing_file_is_a_clear_error(
     served_file(hub, TINY, "tiny-chat-IQ4_XS.gguf").status = 404
     queue = make_queue()
 
-    job = queue.enqueue(wanted)
-    queue.start()
-    job = queue.wait(job.id, timeout=WAIT_S)
+    job = pull(queue, wanted)
 
     assert job.state == DownloadState.FAILED
     assert job.error and "has no file called tiny-chat-IQ4_XS.gguf" in job.error
@@ -217,9 +241,7 @@ def test_refused_file_mentions_login(
     served_file(hub, TINY, "tiny-chat-IQ4_XS.gguf").status = status
     queue = make_queue()
 
-    job = queue.enqueue(wanted)
-    queue.start()
-    job = queue.wait(job.id, timeout=WAIT_S)
+    job = pull(queue, wanted)
 
     assert job.state == DownloadState.FAILED
     assert job.error and "hearth models login" in job.error
@@ -235,9 +257,7 @@ def test_gated_repo_needs_a_token_which_is_sent_but_never_logged(
     wanted = variant(GATED, "Q4_K_M")
     queue = make_queue()
 
-    job = queue.enqueue(wanted)
-    queue.start()
-    job = queue.wait(job.id, timeout=WAIT_S)
+    job = pull(queue, wanted)
     assert job.state == DownloadState.FAILED
     assert job.error and "gated" in job.error and "hearth models login" in job.error
     assert hub.requests("gated-chat", method="HEAD")[0].status == 401
@@ -269,9 +289,7 @@ def test_transient_hub_errors_are_retried_with_backoff(
     progress = Progress()
     queue = make_queue(on_progress=progress)
 
-    job = queue.enqueue(variant(TINY, "Q4_K_M"))
-    queue.start()
-    job = queue.wait(job.id, timeout=WAIT_S)
+    job = pull(queue, variant(TINY, "Q4_K_M"))
 
     assert job.state == DownloadState.COMPLETE, job.error
     heads = hub.requests("tiny-chat-Q4_K_M.gguf", method="HEAD")
@@ -286,9 +304,7 @@ def test_retries_give_up_keeping_the_partial_file(
     served_file(hub, TINY, "tiny-chat-Q4_K_M.gguf").head_failures = 100
     queue = make_queue(retries=2)
 
-    job = queue.enqueue(variant(TINY, "Q4_K_M"))
-    queue.start()
-    job = queue.wait(job.id, timeout=WAIT_S)
+    job = pull(queue, variant(TINY, "Q4_K_M"))
 
     assert job.state == DownloadState.FAILED
     assert job.error and "gave up after 2 retries" in job.error and "Run the same pull" in job.error
@@ -298,17 +314,9 @@ def test_retries_give_up_keeping_the_partial_file(
 def test_slow_download_can_be_cancelled(
     hub: HubServer, make_queue: Callable[..., DownloadQueue]
 ) -> None:
-    served = served_file(hub, TINY, "tiny-chat-F16.gguf")
-    served.delay_per_chunk, served.hold_at = 0.01, 3 * CHUNK
-    progress = Progress()
-    queue = make_queue(on_progress=progress)
+    served_file(hub, TINY, "tiny-chat-F16.gguf").delay_per_chunk = 0.01  # still moving
 
-    job = queue.enqueue(variant(TINY, "F16"))
-    queue.start()
-    progress.wait_for(lambda j: j.bytes_done >= 2 * CHUNK)
-    queue.cancel(job.id)
-    served.release.set()
-    job = queue.wait(job.id, timeout=WAIT_S)
+    _, _, job = interrupt_f16(hub, make_queue, once_done=2 * CHUNK, stop=DownloadQueue.cancel)
 
     assert job.state == DownloadState.CANCELLED
     assert staged_files() == []
@@ -319,17 +327,9 @@ def test_slow_download_can_be_cancelled(
 def test_pause_keeps_the_partial_file_and_resume_continues_with_range(
     hub: HubServer, make_queue: Callable[..., DownloadQueue]
 ) -> None:
-    served = served_file(hub, TINY, "tiny-chat-F16.gguf")
-    served.hold_at = 3 * CHUNK
-    progress = Progress()
-    queue = make_queue(on_progress=progress)
-
-    job = queue.enqueue(variant(TINY, "F16"))
-    queue.start()
-    progress.wait_for(lambda j: j.bytes_done >= 3 * CHUNK)
-    queue.pause(job.id)
-    served.release.set()
-    job = queue.wait(job.id, timeout=WAIT_S)
+    queue, served, job = interrupt_f16(
+        hub, make_queue, once_done=3 * CHUNK, stop=DownloadQueue.pause
+    )
 
     assert job.state == DownloadState.PAUSED
     partials = [p for p in staged_files() if p.name.endswith(".incomplete")]
@@ -353,16 +353,9 @@ def test_pause_keeps_the_partial_file_and_resume_continues_with_range(
 def test_a_new_queue_resumes_a_download_a_killed_hearth_left_running(
     hub: HubServer, make_queue: Callable[..., DownloadQueue]
 ) -> None:
-    served = served_file(hub, TINY, "tiny-chat-F16.gguf")
-    served.hold_at = 3 * CHUNK
-    progress = Progress()
-    first = make_queue(on_progress=progress)
-    job = first.enqueue(variant(TINY, "F16"))
-    first.start()
-    progress.wait_for(lambda j: j.bytes_done >= 3 * CHUNK)
-    first.pause(job.id)
-    served.release.set()
-    first.wait(job.id, timeout=WAIT_S)
+    first, served, job = interrupt_f16(
+        hub, make_queue, once_done=3 * CHUNK, stop=DownloadQueue.pause
+    )
     first.close()
     kept = next(p for p in staged_files() if p.name.endswith(".incomplete")).stat().st_size
     # What a kill leaves behind: the row still says running, the partial file is there.
@@ -408,9 +401,7 @@ def test_progress_reports_bytes_speed_and_eta(
     progress = Progress()
     queue = make_queue(on_progress=progress)
 
-    job = queue.enqueue(variant(TINY, "F16"))
-    queue.start()
-    job = queue.wait(job.id, timeout=WAIT_S)
+    job = pull(queue, variant(TINY, "F16"))
 
     assert job.state == DownloadState.COMPLETE
     done = [j.bytes_done for j in progress.seen]
@@ -461,9 +452,7 @@ def test_offline_mode_refuses_downloads(
     queue = make_queue()
     before = len(hub.log)
 
-    job = queue.enqueue(wanted)
-    queue.start()
-    job = queue.wait(job.id, timeout=WAIT_S)
+    job = pull(queue, wanted)
 
     assert job.state == DownloadState.FAILED and job.error and "offline mode" in job.error
     assert len(hub.log) == before
@@ -475,7 +464,7 @@ def test_a_failure_to_register_keeps_the_files_and_a_retry_finishes_without_down
 ) -> None:
     import app.models.library as library
 
-    real = library.register_chat_model
+    real = library.register_model
     calls = {"n": 0}
 
     def flaky(*args: object, **kwargs: object) -> object:
@@ -484,11 +473,9 @@ def test_a_failure_to_register_keeps_the_files_and_a_retry_finishes_without_down
             raise RuntimeError("database is locked")
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(library, "register_chat_model", flaky)
+    monkeypatch.setattr(library, "register_model", flaky)
     queue = make_queue()
-    job = queue.enqueue(variant(TINY, "IQ4_XS"))
-    queue.start()
-    job = queue.wait(job.id, timeout=WAIT_S)
+    job = pull(queue, variant(TINY, "IQ4_XS"))
     assert job.state == DownloadState.FAILED
     assert job.error and "adding the model to the library failed" in job.error
     assert find_model(open_default_database(), "tiny-chat-iq4_xs") is None

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.models.gguf_info import (
+from app.models.gguf import (
     ModelNotFoundError,
     NotGgufError,
     TruncatedGgufError,

@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
+from app.hardware import builds as build_checks
 from app.hardware import detect
+from app.hardware.builds import detect_builds
 from app.hardware.detect import (
-    detect_builds,
     detect_cpu,
     detect_gpus,
     detect_hardware,
@@ -24,16 +25,19 @@ from app.hardware.detect import (
     metal_working_set,
     simd_from_flags,
 )
+from app.hardware.doctor import doctor_report, format_doctor_report
 from app.hardware.profile import (
+    AVX2_WARNING,
+    Backend,
     BuildInfo,
     CpuInfo,
     GpuInfo,
     HardwareProfile,
     load_simulated_machines,
 )
-from app.hardware.report import AVX2_WARNING, doctor_report, format_doctor_report
+from app.humanize import GiB
+from app.paths import hearth_paths
 
-GIB = 1024**3
 DATA = Path(__file__).parent / "data" / "hardware-profiles.json"
 
 NVIDIA_MACHINES = {
@@ -66,17 +70,17 @@ def _plain_profile(**changes: Any) -> HardwareProfile:
     base = HardwareProfile(
         os="linux",
         cpu=CpuInfo("Test CPU", "x86_64", 8, 16, ("avx", "avx2", "fma")),
-        ram_total=32 * GIB,
-        ram_available=24 * GIB,
+        ram_total=32 * GiB,
+        ram_available=24 * GiB,
     )
     return replace(base, **changes)
 
 
 RTX = GpuInfo(
-    kind="cuda",
+    kind=Backend.CUDA,
     name="NVIDIA GeForce RTX 4070",
-    vram_total=12 * GIB,
-    vram_free=11 * GIB,
+    vram_total=12 * GiB,
+    vram_free=11 * GiB,
     compute_capability="8.9",
     driver="550.54",
 )
@@ -150,7 +154,7 @@ def _fake_pynvml(fail_init: bool = False) -> types.ModuleType:
     names = [b"NVIDIA GeForce RTX 4090", "NVIDIA RTX A2000"]
     mod.nvmlDeviceGetName = lambda h: names[h]  # type: ignore[attr-defined]
     mod.nvmlDeviceGetMemoryInfo = lambda h: types.SimpleNamespace(  # type: ignore[attr-defined]
-        total=(24 - 18 * h) * GIB, free=(23 - 18 * h) * GIB, used=GIB
+        total=(24 - 18 * h) * GiB, free=(23 - 18 * h) * GiB, used=GiB
     )
     mod.nvmlDeviceGetCudaComputeCapability = lambda h: (8, 9) if h == 0 else (8, 6)  # type: ignore[attr-defined]
     return mod
@@ -162,10 +166,10 @@ def test_nvidia_gpus_are_read_through_nvml(monkeypatch: pytest.MonkeyPatch) -> N
     gpus = detect_gpus()
     assert [g.name for g in gpus] == ["NVIDIA GeForce RTX 4090", "NVIDIA RTX A2000"]
     assert gpus[0] == GpuInfo(
-        kind="cuda",
+        kind=Backend.CUDA,
         name="NVIDIA GeForce RTX 4090",
-        vram_total=24 * GIB,
-        vram_free=23 * GIB,
+        vram_total=24 * GiB,
+        vram_free=23 * GiB,
         compute_capability="8.9",
         driver="550.54.15",
     )
@@ -182,12 +186,12 @@ def test_missing_nvml_library_means_no_gpus(monkeypatch: pytest.MonkeyPatch) -> 
 def test_apple_silicon_gpu_is_unified_memory(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pynvml", _fake_pynvml(fail_init=True))
     monkeypatch.setattr(detect, "_is_apple_silicon", lambda: True)
-    monkeypatch.setattr(detect, "detect_memory", lambda: (16 * GIB, 9 * GIB))
+    monkeypatch.setattr(detect, "detect_memory", lambda: (16 * GiB, 9 * GiB))
     monkeypatch.setattr(detect, "_sysctl", lambda name: "Apple M2 Pro")
     (gpu,) = detect_gpus()
     assert gpu.kind == "metal" and gpu.unified and gpu.name == "Apple M2 Pro"
-    assert (gpu.vram_total, gpu.vram_free) == (16 * GIB, 9 * GIB)
-    assert gpu.recommended_working_set == metal_working_set(16 * GIB)
+    assert (gpu.vram_total, gpu.vram_free) == (16 * GiB, 9 * GiB)
+    assert gpu.recommended_working_set == metal_working_set(16 * GiB)
 
 
 def test_metal_working_set_matches_macos_fractions() -> None:
@@ -195,8 +199,8 @@ def test_metal_working_set_matches_macos_fractions() -> None:
     for name in MACS:
         hw = machines[name]
         assert metal_working_set(hw.ram_total) == hw.gpus[0].recommended_working_set
-    assert metal_working_set(36 * GIB) == int(36 * GIB * 2 / 3)
-    assert metal_working_set(48 * GIB) == 36 * GIB
+    assert metal_working_set(36 * GiB) == int(36 * GiB * 2 / 3)
+    assert metal_working_set(48 * GiB) == 36 * GiB
 
 
 # --- builds -------------------------------------------------------------------------------
@@ -206,7 +210,9 @@ def test_detect_builds_reports_missing_modules_as_sentences(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(
-        detect, "_PROBE_MODULES", {"llama": "hearth_no_such_llama", "torch": "hearth_no_such_torch"}
+        build_checks,
+        "_PROBE_MODULES",
+        {"llama": "hearth_no_such_llama", "torch": "hearth_no_such_torch"},
     )
     builds = detect_builds(timeout=60)
     assert builds.llama_backends is None
@@ -220,7 +226,9 @@ def test_detect_builds_reports_missing_modules_as_sentences(
 
 def test_detect_builds_survives_a_hanging_probe(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
-        detect, "_probe_command", lambda kind: [sys.executable, "-c", "import time; time.sleep(30)"]
+        build_checks,
+        "_probe_command",
+        lambda kind: [sys.executable, "-c", "import time; time.sleep(30)"],
     )
     builds = detect_builds(timeout=1)
     assert builds.llama_backends is None and builds.torch_cuda is None
@@ -230,7 +238,7 @@ def test_detect_builds_survives_a_hanging_probe(monkeypatch: pytest.MonkeyPatch)
 
 def test_detect_builds_survives_a_crashing_probe(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
-        detect, "_probe_command", lambda kind: [sys.executable, "-c", "import os; os.abort()"]
+        build_checks, "_probe_command", lambda kind: [sys.executable, "-c", "import os; os.abort()"]
     )
     builds = detect_builds(timeout=30)
     assert builds.llama_backends is None
@@ -243,9 +251,11 @@ def test_frozen_app_checks_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("a frozen app must not start sys.executable")
 
     monkeypatch.setattr(sys, "frozen", True, raising=False)
-    monkeypatch.setattr(detect.subprocess, "Popen", no_subprocess)
+    monkeypatch.setattr(build_checks.subprocess, "Popen", no_subprocess)
     monkeypatch.setattr(
-        detect, "_PROBE_MODULES", {"llama": "hearth_no_such_llama", "torch": "hearth_no_such_torch"}
+        build_checks,
+        "_PROBE_MODULES",
+        {"llama": "hearth_no_such_llama", "torch": "hearth_no_such_torch"},
     )
     builds = detect_builds()
     assert any("llama-cpp-python is not installed" in e for e in builds.errors)
@@ -253,7 +263,7 @@ def test_frozen_app_checks_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_llama_backends_are_read_from_registries_libs_and_system_info() -> None:
-    backends = detect._llama_backends
+    backends = build_checks._llama_backends
     assert backends({"gpu_offload": False, "lib_files": ["libggml-cuda.so"]}) == ()
     assert backends({"gpu_offload": True, "registries": ["CPU", "CUDA"]}) == ("cuda",)
     assert backends({"gpu_offload": True, "lib_files": ["ggml-vulkan.dll", "ggml-cpu.dll"]}) == (
@@ -389,7 +399,13 @@ def test_report_for_this_machine_is_json() -> None:
     assert "Hearth" in format_doctor_report(report)
 
 
-def test_build_checks_are_cached_until_the_builds_change(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def probe_calls(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Replace the build probe with a counted fake (llama.cpp 9.9, CPU only) on "build-A".
+
+    Returns the list of probe calls (their timeouts), so a test can see when the cache
+    answered instead.
+    """
     calls: list[float] = []
     fake = {"llama": {"version": "9.9", "gpu_offload": False}, "torch": {"version": "1.0"}}
 
@@ -397,13 +413,32 @@ def test_build_checks_are_cached_until_the_builds_change(monkeypatch: pytest.Mon
         calls.append(timeout)
         return fake
 
-    monkeypatch.setattr(detect, "_probe_in_subprocesses", probe)
-    monkeypatch.setattr(detect, "_build_fingerprint", lambda: "build-A")
-    assert detect.detect_builds(fresh=False).llama_version == "9.9"
-    assert detect.detect_builds(fresh=False).llama_version == "9.9"
-    assert len(calls) == 1  # the second answer came from the cache
-    detect.detect_builds(fresh=True)
-    assert len(calls) == 2  # doctor always checks again
-    monkeypatch.setattr(detect, "_build_fingerprint", lambda: "build-B")  # reinstalled
-    detect.detect_builds(fresh=False)
-    assert len(calls) == 3
+    monkeypatch.setattr(build_checks, "_probe_in_subprocesses", probe)
+    monkeypatch.setattr(build_checks, "_build_fingerprint", lambda: "build-A")
+    return calls
+
+
+def test_build_checks_are_cached_until_the_builds_change(
+    probe_calls: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert build_checks.detect_builds(fresh=False).llama_version == "9.9"
+    assert build_checks.detect_builds(fresh=False).llama_version == "9.9"
+    assert len(probe_calls) == 1  # the second answer came from the cache
+    build_checks.detect_builds(fresh=True)
+    assert len(probe_calls) == 2  # doctor always checks again
+    monkeypatch.setattr(build_checks, "_build_fingerprint", lambda: "build-B")  # reinstalled
+    build_checks.detect_builds(fresh=False)
+    assert len(probe_calls) == 3
+
+
+def test_this_machine_reuses_the_cached_build_checks_until_asked_fresh(
+    probe_calls: list[float],
+) -> None:
+    """The GUI and the CLI both plan on `this_machine()`: same builds, same verdicts."""
+    first, second = detect.this_machine(), detect.this_machine()
+    assert len(probe_calls) == 1
+    assert first.builds == second.builds and first.builds.llama_backends == ()
+    assert first.cpu == second.cpu and first.simulated is None
+    assert hearth_paths().build_check_cache.is_file()
+    detect.this_machine(fresh_builds=True)
+    assert len(probe_calls) == 2

@@ -11,27 +11,22 @@ from pathlib import Path
 
 import pytest
 
-from app.hardware.planner import FitVerdict, LoadPlan
 from app.hardware.profile import HardwareProfile, load_simulated_machines
-from app.models import tokens
-from app.models.hub import (
+from app.hub import credentials as tokens
+from app.hub.config import hub_config, save_hub_settings
+from app.hub.errors import (
     GatedRepo,
-    GgufFile,
-    GgufVariant,
     HubUnreachableError,
     NoGgufFilesError,
     OfflineError,
     RepoNotFound,
     RevisionNotFound,
-    hub_config,
-    list_gguf_files,
-    parse_quant,
-    save_hub_settings,
-    search_models,
-    suggest_variant,
 )
+from app.hub.quants import GgufFile, GgufVariant, parse_quant, suggest_variant
+from app.hub.search import list_gguf_files, search_models
+from app.planner import FitVerdict, LoadPlan
 from app.store import open_default_database
-from tests.hubserver import HubServer, point_hub_client_at, running_hub
+from tests.hubserver import HubFile, HubRepo, HubServer, point_hub_client_at, running_hub
 
 MACHINES = load_simulated_machines()
 CPU_32GB = MACHINES["airgapped-lab-cpu-32gb"]
@@ -181,6 +176,8 @@ def base_plan(hub: HubServer) -> LoadPlan:
     [
         # Fully on the GPU beats a bigger quant that only runs split.
         ({"Q8_0": "split", "Q6_K": "split", "Q4_K_M": "gpu", "Q3_K_M": "gpu"}, "Q4_K_M"),
+        # ...but not at the cost of going below Q4_K_M: split keeps most layers on the GPU.
+        ({"Q4_K_M": "split", "Q3_K_M": "gpu", "Q2_K": "gpu"}, "Q4_K_M"),
         # Q4_K_M or better in RAM beats a lower quant on the GPU; in RAM, the smallest
         # good one (Q4_K_M) rather than the biggest.
         ({"Q8_0": "ram", "Q4_K_M": "ram", "Q3_K_M": "gpu"}, "Q4_K_M"),
@@ -208,6 +205,34 @@ def test_suggestion_prefers_gpu_then_q4_k_m_or_better(
     best = suggest_variant(variants)
 
     assert (best.quant if best else None) == expected
+
+
+@pytest.mark.parametrize(
+    "catalog_name", ["qwen2.5-7b-instruct", "gemma-3-12b-it", "qwen2.5-0.5b-instruct"]
+)
+def test_catalog_and_files_suggest_the_same_quant_for_the_same_repo(
+    hub: HubServer, catalog_name: str
+) -> None:
+    from app.hub.catalog import entry, fit_variants
+
+    # The catalog entry's repo on the Hub, listing its files at the catalog's sizes.
+    curated = entry(catalog_name)
+    listed = [HubFile(v.files[0], b"GGUF", listed_size=v.size_bytes) for v in curated.variants]
+    hub.add(HubRepo(curated.repo, listed, downloads=10))
+
+    picks = {}
+    for name, machine in MACHINES.items():
+        fits = fit_variants(curated, machine)
+        variants = list_gguf_files(curated.repo, hardware=machine)
+
+        assert [v.quant for v in variants] == [f.quant.upper() for f in fits], name
+        assert [v.verdict for v in variants] == [f.verdict for f in fits], name
+        from_catalog = next((f.quant.upper() for f in fits if f.suggested), None)
+        from_files = next((v.quant for v in variants if v.suggested), None)
+        assert from_files == from_catalog, name
+        picks[name] = from_files
+    # The machines differ enough that the rule has real choices to make.
+    assert len(set(picks.values())) > 1, picks
 
 
 def test_a_big_model_on_a_small_machine_gets_honest_verdicts(
@@ -339,7 +364,7 @@ def test_an_empty_token_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_gated_error_for_a_refused_token_names_the_token(hub: HubServer) -> None:
-    from app.models.hub import hub_error
+    from app.hub.errors import hub_error
 
     class FakeResponse:
         status_code = 403

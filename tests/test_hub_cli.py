@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from app.models.library import find_model
 from app.paths import hearth_paths
 from app.store import open_default_database
+from app.store.library import find_model
 from tests.hubserver import (
     HubFile,
     HubRepo,
@@ -132,7 +132,7 @@ def test_pull_downloads_verifies_and_adds_to_the_library(hub: HubServer) -> None
     assert "Added split-chat-q4_k_m to the library" in done.stdout
     assert "sha256 verified against the Hub" in done.stdout
     row = find_model(open_default_database(), "split-chat-q4_k_m")
-    assert row is not None and Path(row["path"]).is_file() and row["source"] == "hub"
+    assert row is not None and row.path.is_file() and row.source == "hub"
 
     again = run("models", "pull", "hearth-test/Split-Chat-GGUF", "--quant", "Q4_K_M", *MACHINE)
     assert again.returncode == 0 and "already in the library" in again.stdout
@@ -165,7 +165,7 @@ def test_ctrl_c_pauses_and_the_same_pull_resumes_with_range(hub: HubServer) -> N
     last = hub.downloads_of("big-chat-Q4_K_M.gguf")[-1]
     assert last.range == f"bytes={2 * MiB}-" and last.body_bytes == served.size - 2 * MiB
     row = find_model(open_default_database(), "big-chat-q4_k_m")
-    assert row is not None and Path(row["path"]).read_bytes() == served.data
+    assert row is not None and row.path.read_bytes() == served.data
 
 
 def test_a_killed_pull_leaves_no_half_model_and_the_next_one_resumes(hub: HubServer) -> None:

@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,15 +22,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from app.engine.image_client import (
+from app.engines.errors import LoadCancelledError, NotLoadedError
+from app.engines.image_diffusers.client import (
+    IMAGE_WORKER,
     ImageEngineClient,
     ImageLoadError,
     InvalidImageRequestError,
-    LoadCancelledError,
-    NotLoadedError,
-    WorkerCrashedError,
 )
-from app.engine.image_protocol import (
+from app.engines.image_diffusers.protocol import (
     Done,
     ImageGenerateRequest,
     ImageLoaded,
@@ -43,11 +41,14 @@ from app.engine.image_protocol import (
     PromptEncoded,
     StepProgress,
 )
-from app.engine.image_worker import SLOW_LOAD_ENV
-from app.engine.process import describe_exit
-from app.hardware.planner import ImageMemoryMode, plan_image_load
-from app.hardware.profile import load_reference_models, load_simulated_machines
-from app.models.diffusers_info import IncompletePipelineError, PickleWeightsError
+from app.engines.image_diffusers.worker import SLOW_LOAD_ENV
+from app.engines.worker.process import WorkerCrashedError, describe_exit
+from app.hardware.profile import load_simulated_machines
+from app.models.diffusers_folder import IncompletePipelineError, PickleWeightsError
+from app.planner import ImageMemoryMode, plan_image_load
+from app.planner.facts import load_reference_models
+from app.startup import log_file
+from tests.cancelling import CancelAtFirstReport
 
 PROFILES = Path(__file__).parent / "data" / "hardware-profiles.json"
 COMPONENTS = {"scheduler", "tokenizer", "text_encoder", "unet", "vae"}
@@ -98,8 +99,8 @@ def client(tiny_pipeline: Path) -> Iterator[ImageEngineClient]:
 def test_the_parent_process_never_imports_torch_or_diffusers(tiny_pipeline: Path) -> None:
     code = f"""
 import json, sys
-from app.engine.image_client import ImageEngineClient
-from app.engine.image_protocol import ImageGenerateRequest, ImageLoadRequest, ImageResult
+from app.engines.image_diffusers.client import ImageEngineClient
+from app.engines.image_diffusers.protocol import ImageGenerateRequest, ImageLoadRequest, ImageResult
 if __name__ == "__main__":
     with ImageEngineClient() as c:
         events = list(c.generate(
@@ -205,16 +206,12 @@ def test_cancel_during_load_raises_load_cancelled_and_the_worker_loads_again(
     tiny_pipeline: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(SLOW_LOAD_ENV, "0.3")
-    cancel = threading.Event()
-    seen: list[str] = []
-
-    def on_progress(p: ImageLoadProgress) -> None:
-        seen.append(p.component)
-        cancel.set()
+    stopper = CancelAtFirstReport[ImageLoadProgress]()
 
     with ImageEngineClient() as c:
         with pytest.raises(LoadCancelledError):
-            c.load(ImageLoadRequest(str(tiny_pipeline)), on_progress, cancel)
+            c.load(ImageLoadRequest(str(tiny_pipeline)), stopper, stopper.cancel)
+        seen = [p.component for p in stopper.seen]
         assert seen and "vae" not in seen  # stopped long before the last component
         assert c.loaded is None and c.is_alive()
         with pytest.raises(NotLoadedError):
@@ -386,13 +383,24 @@ def test_cancel_mid_run_stops_within_a_step_and_makes_no_image(client: ImageEngi
     assert len(results(list(client.generate(request())))) == 1
 
 
-def test_leaving_the_loop_early_cancels_the_generation(client: ImageEngineClient) -> None:
-    for event in client.generate(request(steps=200)):
-        if isinstance(event, StepProgress):
-            break
-    # The worker ended that run: the next one starts at once and is complete.
-    events = list(client.generate(request()))
-    assert isinstance(events[-1], Done) and events[-1].reason == "complete"
+def test_leaving_the_loop_early_cancels_the_generation(tiny_pipeline: Path) -> None:
+    abandoned = request(steps=200)
+    with ImageEngineClient() as c:  # its own worker, so that its log is this test's
+        c.load(ImageLoadRequest(str(tiny_pipeline)))
+        for event in c.generate(abandoned):
+            if isinstance(event, StepProgress):
+                break
+        # The next run is complete, and the worker took it up only after ending the first.
+        events = list(c.generate(request()))
+        assert isinstance(events[-1], Done) and events[-1].reason == "complete"
+    ends = [
+        line
+        for line in log_file(IMAGE_WORKER.log_name).read_text().splitlines()
+        if f"{abandoned.request_id} ended" in line
+    ]
+    assert len(ends) == 1 and "(cancelled)" in ends[0], ends
+    steps_run = int(ends[0].rsplit(" after ", 1)[1].split()[0])
+    assert 1 <= steps_run < 200  # in practice 1 or 2: the cancel is read after every step
 
 
 def test_an_sdxl_layout_pipeline_generates(tmp_path: Path) -> None:
@@ -503,8 +511,8 @@ def test_unload_ends_the_worker_process(tiny_pipeline: Path) -> None:
 def test_chat_and_image_workers_run_at_once_and_each_survives_the_others_crash(
     tiny_pipeline: Path, gemma_gguf: Path
 ) -> None:
-    from app.engine.client import ChatEngineClient
-    from app.engine.protocol import GenerateRequest, LoadRequest, TokenEvent
+    from app.engines.chat_llama.client import ChatEngineClient
+    from app.engines.chat_llama.protocol import GenerateRequest, LoadRequest, TokenEvent
 
     def chat(client: ChatEngineClient) -> str:
         events = client.generate(

@@ -22,11 +22,11 @@ import psutil
 import pytest
 from PIL import Image
 
-from app.engine.image_protocol import StepProgress
-from app.engine.image_session import ImageSession, ImageSettings
-from app.engine.process import WorkerCrashedError
+from app.engines.image_diffusers.protocol import StepProgress
+from app.engines.worker.process import WorkerCrashedError
+from app.sessions.image import ImageSession, ImageSettings
 from app.store import open_default_database
-from app.store.images import (
+from app.store.gallery import (
     ImageNotFoundError,
     ImageParams,
     NotAHearthImageError,
@@ -42,6 +42,7 @@ from app.store.images import (
 )
 
 HEARTH = [sys.executable, "-m", "app"]
+posix_signals = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 
 def run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -168,7 +169,7 @@ def test_delete_export_and_reveal(hearth_home: Path, tmp_path: Path) -> None:
 # --- the session: crash safety ------------------------------------------------------------
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@posix_signals
 def test_a_worker_killed_mid_image_leaves_nothing_in_the_gallery_and_the_next_run_works(
     tiny_pipeline: Path, hearth_home: Path
 ) -> None:
@@ -239,12 +240,12 @@ def test_imagine_prints_progress_and_saves_a_png_that_can_be_made_again(
 def test_imagine_with_a_library_name_several_images_and_out(
     tiny_pipeline: Path, probed: Path, tmp_path: Path
 ) -> None:
-    from app.models.diffusers_info import read_diffusers_facts
-    from app.models.library import register_image_model
+    from app.models.diffusers_folder import read_diffusers_facts
+    from app.models.library import register_model
 
     db = open_default_database()
     facts = read_diffusers_facts(tiny_pipeline)
-    register_image_model(db, "tiny", tiny_pipeline, facts, source="import", sha256=None)
+    register_model(db, "tiny", tiny_pipeline, facts, source="import", sha256=None)
     out = tmp_path / "exports" / "boat.png"
     done = run("imagine", "a boat", "--steps", "2", "--seed", "9", "--n", "2", "--out", str(out))
     assert done.returncode == 0, done.stderr
@@ -280,6 +281,18 @@ def test_imagine_without_an_image_model_says_how_to_get_one(probed: Path) -> Non
     assert "no image model" in done.stderr and "hearth models import" in done.stderr
 
 
+def imagine_under_way(pipeline: Path) -> subprocess.Popen[str]:
+    """Start a long `hearth imagine` (500 steps) and return once it reports its first step."""
+    proc = subprocess.Popen(
+        [*HEARTH, "imagine", "a boat", "--model", str(pipeline), "--steps", "500"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for(proc, "step ")
+    return proc
+
+
 def _wait_for(proc: subprocess.Popen[str], text: str, timeout: float = 300) -> str:
     """Read the process's stderr until `text` appears; what was read."""
     assert proc.stderr is not None
@@ -294,17 +307,11 @@ def _wait_for(proc: subprocess.Popen[str], text: str, timeout: float = 300) -> s
     return seen
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@posix_signals
 def test_ctrl_c_cancels_cleanly_with_nothing_half_written(
     tiny_pipeline: Path, probed: Path
 ) -> None:
-    proc = subprocess.Popen(
-        [*HEARTH, "imagine", "a boat", "--model", str(tiny_pipeline), "--steps", "500"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    _wait_for(proc, "step ")
+    proc = imagine_under_way(tiny_pipeline)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
@@ -314,17 +321,11 @@ def test_ctrl_c_cancels_cleanly_with_nothing_half_written(
     assert json.loads(run("images", "list", "--json").stdout) == []
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@posix_signals
 def test_a_killed_worker_is_one_clear_error_and_the_app_exits_normally(
     tiny_pipeline: Path, probed: Path
 ) -> None:
-    proc = subprocess.Popen(
-        [*HEARTH, "imagine", "a boat", "--model", str(tiny_pipeline), "--steps", "500"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    _wait_for(proc, "step ")
+    proc = imagine_under_way(tiny_pipeline)
     # The image worker, not multiprocessing's resource tracker.
     [worker] = [
         p for p in psutil.Process(proc.pid).children() if "spawn_main" in " ".join(p.cmdline())
@@ -337,15 +338,9 @@ def test_a_killed_worker_is_one_clear_error_and_the_app_exits_normally(
     assert gallery_files(probed) == []
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@posix_signals
 def test_the_worker_exits_when_the_app_is_killed(tiny_pipeline: Path, probed: Path) -> None:
-    proc = subprocess.Popen(
-        [*HEARTH, "imagine", "a boat", "--model", str(tiny_pipeline), "--steps", "500"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    _wait_for(proc, "step ")
+    proc = imagine_under_way(tiny_pipeline)
     workers = psutil.Process(proc.pid).children()
     assert workers
     proc.kill()  # no chance to clean up

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.client import ChatEngineClient
-from app.engine.protocol import LoadRequest
-from app.models.transfer import import_model
+from app.engines.chat_llama.client import ChatEngineClient
+from app.engines.chat_llama.protocol import LoadRequest
+from app.models.portable import import_model
 from tests.pipeline_factory import write_tiny_pipeline
 
 HEARTH = [sys.executable, "-m", "app"]

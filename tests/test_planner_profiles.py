@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from app.hardware.facts import ChatModelFacts, ImageModelFacts
-from app.hardware.planner import FitVerdict, LoadSettings, plan_image_load, plan_load
-from app.hardware.profile import load_reference_models, load_simulated_machines
+from app.hardware.profile import load_simulated_machines
+from app.planner import FitVerdict, LoadSettings, plan_image_load, plan_load
+from app.planner.facts import ChatModelFacts, ImageModelFacts, load_reference_models
 
 DATA = Path(__file__).parent / "data" / "hardware-profiles.json"
 CASES = json.loads(DATA.read_text())["cases"]
@@ -133,3 +133,37 @@ def test_a_bigger_quant_never_looks_better_than_a_smaller_one() -> None:
             ranks.append(plan.verdict.rank)
             assert plan.estimate.cpu_need <= plan.estimate.cpu_bytes
         assert ranks == sorted(ranks), (hw.simulated, ranks)
+
+
+def test_plans_serialise_with_plain_words_for_their_choices() -> None:
+    """`hearth plan --json` and the worker pipe read the enum choices as their words."""
+    for hw in MACHINES.values():
+        for model in MODELS.values():
+            if isinstance(model, ChatModelFacts):
+                data = json.loads(json.dumps(plan_load(hw, model).to_dict()))
+                assert data["gpu_layers_mode"] in {"all", "some", "none"}
+                assert data["backend"] in {"cuda", "metal", "cpu"}
+                assert data["estimate"]["total"] > 0
+            else:
+                data = json.loads(json.dumps(plan_image_load(hw, model).to_dict()))
+                assert data["device"] in {"cuda", "mps", "cpu"}
+                assert data["dtype"] in {"float16", "bfloat16", "float32"}
+            assert data["verdict"] in {v.value for v in FitVerdict}
+            assert type(data["verdict"]) is str
+
+
+def test_planner_and_doctor_give_the_same_rebuild_advice() -> None:
+    from dataclasses import replace
+
+    from app.hardware.doctor import doctor_warnings
+
+    hw = MACHINES["linux-workstation-rtx4090-24gb-64gb"]
+    cpu_build = replace(hw, builds=replace(hw.builds, llama_backends=()))
+    model = MODELS["qwen2.5-1.5b-instruct-q4_k_m"]
+    assert isinstance(model, ChatModelFacts)
+    (planner_warning,) = plan_load(cpu_build, model).warnings
+    doctor_warning = next(w for w in doctor_warnings(cpu_build) if "GGML_CUDA" in w)
+    fix = 'Rebuild it with CMAKE_ARGS="-DGGML_CUDA=on" ./scripts/run --rebuild.'
+    assert planner_warning.endswith(fix) and doctor_warning.endswith(fix)
+    assert planner_warning.startswith(f"{hw.gpus[0].name} is not used: ")
+    assert doctor_warning.startswith(f"{hw.gpus[0].name} is not used for chat: ")

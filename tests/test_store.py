@@ -18,13 +18,12 @@ from app.store import (
     CorruptDatabaseError,
     MessageState,
     NewerDatabaseError,
-    get_setting,
     open_database,
-    set_setting,
     utc_now,
 )
 from app.store import migrations as migrations_module
 from app.store.migrations import MIGRATIONS, migrate, migration, schema_state
+from app.store.settings import get_setting, set_setting
 
 TABLES = {"settings", "models", "conversations", "messages", "images", "downloads"}
 
@@ -376,3 +375,67 @@ def test_utc_now_is_sortable_iso_utc() -> None:
     stamp = utc_now()
     assert stamp.endswith("+00:00")
     assert len(stamp) == len("2024-01-01T00:00:00.000000+00:00")
+
+
+def test_library_model_round_trips_through_the_file_with_its_enums(db_path: Path) -> None:
+    from dataclasses import replace
+
+    from app.store.library import (
+        LibraryModel,
+        ModelKind,
+        ModelSource,
+        delete_model,
+        find_model,
+        find_model_at,
+        list_models,
+        mark_model_used,
+        newest_model,
+        upsert_model,
+    )
+
+    painter = LibraryModel(
+        name="painter",
+        kind=ModelKind.IMAGE,
+        path=db_path.parent / "models" / "painter",
+        source=ModelSource.LINK,
+        size_bytes=1234,
+        sha256="ab" * 32,
+        architecture="sd15",
+        quantization="float16",
+        extra={"files": [{"path": "unet/w.safetensors", "size": 1234, "sha256": "cd" * 32}]},
+    )
+    chatty = replace(painter, name="chatty", kind=ModelKind.CHAT, path=db_path.parent / "c.gguf")
+    db = open_database(db_path)
+    try:
+        stored = upsert_model(db, painter)
+        upsert_model(db, chatty)
+        mark_model_used(db, "painter")
+    finally:
+        db.close()
+
+    db = open_database(db_path)  # a fresh connection: only what the file holds
+    try:
+        back = find_model(db, "painter")
+        assert back is not None and back.kind is ModelKind.IMAGE
+        assert back.source is ModelSource.LINK and back.path == painter.path
+        assert db.execute("SELECT kind, source FROM models WHERE name = 'painter'").fetchone() == (
+            "image",
+            "link",
+        )
+        assert back.files[0].sha256 == "cd" * 32 and back.last_used_at is not None
+        assert replace(back, id=None, added_at="", last_used_at=None) == painter
+        assert find_model_at(db, painter.path) == back
+        assert [m.name for m in list_models(db)] == ["chatty", "painter"]
+        assert [m.name for m in list_models(db, ModelKind.CHAT)] == ["chatty"]
+        assert newest_model(db, ModelKind.IMAGE) == back
+
+        # Registering the same name again updates the entry and keeps when it was added.
+        again = upsert_model(db, replace(painter, size_bytes=99))
+        assert (again.id, again.added_at, again.size_bytes) == (stored.id, stored.added_at, 99)
+        assert again.last_used_at == back.last_used_at
+        assert again.to_dict()["kind"] == "image" and again.to_dict()["path"] == str(painter.path)
+
+        delete_model(db, "painter")
+        assert find_model(db, "painter") is None and newest_model(db, ModelKind.IMAGE) is None
+    finally:
+        db.close()

@@ -10,18 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.templates import (
+from app.models.gguf_header import ArrayInfo
+from app.prompts.choice import choose_template
+from app.prompts.families import (
     FAMILY_TEMPLATES,
     STOP_STRINGS,
-    ChatTemplateError,
     TemplateFamily,
-    choose_template,
     detect_family,
     family_for_architecture,
     family_from_template_text,
-    render_chat,
 )
-from app.models.gguf_header import ArrayInfo
+from app.prompts.sandbox import ChatTemplateError, render_chat
 
 CONVERSATION = [
     {"role": "system", "content": "You are terse."},
@@ -458,5 +457,5 @@ def test_runtime_error_names_the_line() -> None:
 
 
 def test_module_does_not_import_llama_cpp() -> None:
-    code = "import sys, app.engine.templates; sys.exit('llama_cpp' in sys.modules)"
+    code = "import sys, app.prompts.choice; sys.exit('llama_cpp' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

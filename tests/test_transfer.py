@@ -16,21 +16,20 @@ from typing import Any
 
 import pytest
 
-from app.models.diffusers_info import (
+from app.models.diffusers_folder import (
     IncompletePipelineError,
     PickleWeightsError,
     read_diffusers_facts,
 )
-from app.models.gguf_info import (
+from app.models.files import NotEnoughDiskError
+from app.models.gguf import (
     ModelNotFoundError,
     NotGgufError,
     TruncatedGgufError,
     read_gguf_facts,
 )
-from app.models.library import find_model, list_models, model_extra, register_chat_model
-from app.models.removal import remove_model
-from app.models.starter import NotEnoughDiskError
-from app.models.transfer import (
+from app.models.library import register_model
+from app.models.portable import (
     MANIFEST_NAME,
     DamagedLibraryFileError,
     FileTooLargeForDriveError,
@@ -42,8 +41,10 @@ from app.models.transfer import (
     export_models,
     import_model,
 )
+from app.models.removal import remove_model
 from app.paths import hearth_paths
 from app.store import open_default_database
+from app.store.library import ModelKind, ModelSource, find_model, list_models
 from tests.gguf_factory import write_tiny_gguf
 from tests.pipeline_factory import write_tiny_pipeline
 
@@ -93,15 +94,17 @@ def test_import_copies_a_gguf_records_sha256_and_facts(
 
     [model] = import_model(src, progress=lambda d, t, w: seen.append((d, t, w)))
 
-    assert model.name == "my-model-q8_0" and model.kind == "chat" and not model.already_present
+    assert (
+        model.name == "my-model-q8_0" and model.kind is ModelKind.CHAT and not model.already_present
+    )
     assert model.path == hearth_home / "models" / "imported" / "my-model-q8_0" / src.name
     assert model.path.read_bytes() == src.read_bytes() and src.exists()  # copied, not moved
     row = find_model(open_default_database(), "my-model-q8_0")
     assert row is not None
-    assert row["sha256"] == sha256_of(src) == model.sha256
-    assert row["source"] == "import" and row["size_bytes"] == src.stat().st_size
-    assert row["architecture"] == "llama" and row["context_length"] == 4096
-    assert model_extra(row)["imported_from"] == str(src)
+    assert row.sha256 == sha256_of(src) == model.sha256
+    assert row.source is ModelSource.IMPORT and row.size_bytes == src.stat().st_size
+    assert row.architecture == "llama" and row.context_length == 4096
+    assert row.imported_from == str(src)
     assert seen[-1][0] == seen[-1][1] == src.stat().st_size  # progress reached the end
     assert not list(hearth_home.rglob("*.partial"))
 
@@ -111,10 +114,10 @@ def test_import_with_link_keeps_the_file_in_place_and_rm_never_deletes_it(
 ) -> None:
     src = tiny_gguf("linked.gguf")
     [model] = import_model(src, link=True)
-    assert model.source == "link" and model.path == src
+    assert model.source is ModelSource.LINK and model.path == src
     assert files_under(hearth_home / "models") == []
     db = open_default_database()
-    assert find_model(db, "linked")["path"] == str(src)  # type: ignore[index]
+    assert find_model(db, "linked").path == src  # type: ignore[union-attr]
 
     removed = remove_model(db, hearth_paths(), "linked")
     assert removed.deleted == () and removed.kept == (src,)
@@ -138,7 +141,7 @@ def test_importing_the_same_bytes_twice_is_idempotent(
 
     assert again.already_present and renamed.already_present and own.already_present
     assert again.name == renamed.name == own.name == "twice"
-    assert [r["name"] for r in list_models(open_default_database())] == ["twice"]
+    assert [r.name for r in list_models(open_default_database())] == ["twice"]
     assert len(files_under(hearth_paths().models)) == 1
 
 
@@ -166,7 +169,7 @@ def test_a_split_gguf_imports_as_one_model_from_any_part_or_its_folder(
     assert model.size_bytes == first.stat().st_size + second.stat().st_size
     row = find_model(open_default_database(), "big-model-q4_k_m")
     assert row is not None
-    assert [f["path"] for f in model_extra(row)["files"]] == [first.name, second.name]
+    assert [f.path for f in row.files] == [first.name, second.name]
     assert read_gguf_facts(model.path).split_files == (first.name, second.name)
     [again] = import_model(folder)  # the folder is the same model
     assert again.already_present
@@ -267,7 +270,7 @@ def test_a_diffusers_folder_imports_with_safetensors_only(tmp_path: Path) -> Non
 
     [model] = import_model(src)
 
-    assert model.kind == "image" and model.name == "my-pipeline"
+    assert model.kind is ModelKind.IMAGE and model.name == "my-pipeline"
     copied = [p.relative_to(model.path).as_posix() for p in files_under(model.path)]
     assert "unet/diffusion_pytorch_model.safetensors" in copied
     assert "tokenizer/vocab.json" in copied and "scheduler/scheduler_config.json" in copied
@@ -276,9 +279,9 @@ def test_a_diffusers_folder_imports_with_safetensors_only(tmp_path: Path) -> Non
     assert facts.family == "sd15" and facts.stored_dtype == "float16"
     row = find_model(open_default_database(), "my-pipeline")
     assert row is not None
-    assert row["kind"] == "image" and row["architecture"] == "sd15"
-    assert row["quantization"] == "float16" and row["sha256"] == model.sha256
-    recorded = {f["path"]: f["sha256"] for f in model_extra(row)["files"]}
+    assert row.kind is ModelKind.IMAGE and row.architecture == "sd15"
+    assert row.quantization == "float16" and row.sha256 == model.sha256
+    recorded = {f.path: f.sha256 for f in row.files}
     assert recorded["unet/diffusion_pytorch_model.safetensors"] == sha256_of(
         src / "unet" / "diffusion_pytorch_model.safetensors"
     )
@@ -308,7 +311,7 @@ def test_a_model_from_a_hugging_face_cache_keeps_its_publisher_and_repo(tmp_path
     assert model.name == "sd-turbo"
     assert model.path == hearth_paths().models / "stabilityai" / "sd-turbo"
     row = find_model(open_default_database(), "sd-turbo")
-    assert row is not None and row["repo"] == "stabilityai/sd-turbo"
+    assert row is not None and row.repo == "stabilityai/sd-turbo"
 
 
 # --- export and the manifest ---------------------------------------------------------------
@@ -345,14 +348,14 @@ def test_export_then_import_on_another_machine_round_trip(
         image.name: image.sha256,
     }
     b_chat = find_model(open_default_database(), chat.name)
-    assert b_chat is not None and Path(b_chat["path"]).is_relative_to(other_home)
-    assert b_chat["source"] == "import" and b_chat["license"] == "gemma"
-    facts_a, facts_b = read_gguf_facts(chat.path), read_gguf_facts(b_chat["path"])
+    assert b_chat is not None and b_chat.path.is_relative_to(other_home)
+    assert b_chat.source is ModelSource.IMPORT and b_chat.license == "gemma"
+    facts_a, facts_b = read_gguf_facts(chat.path), read_gguf_facts(b_chat.path)
     assert facts_b == facts_a and facts_b.block_count == 18  # still a usable chat model
     b_image = find_model(open_default_database(), image.name)
     assert b_image is not None
-    assert read_diffusers_facts(b_image["path"]).family == "sd15"
-    assert sha256_of(Path(b_chat["path"])) == sha256_of(gemma_gguf)
+    assert read_diffusers_facts(b_image.path).family == "sd15"
+    assert sha256_of(b_chat.path) == sha256_of(gemma_gguf)
     [again] = [m for m in import_model(usb) if m.name == chat.name]
     assert again.already_present
 
@@ -466,7 +469,7 @@ def test_library_import_and_export_work_with_the_network_off(
     monkeypatch.setattr(socket.socket, "connect", no_network)
     monkeypatch.setattr(socket, "create_connection", no_network)
     from app.hardware.profile import load_simulated_machines
-    from app.models.catalog import catalog_entries, fit_variants
+    from app.hub.catalog import catalog_entries, fit_variants
 
     [model] = import_model(tiny_gguf("offline.gguf"))
     export_models([model.name], usb)
@@ -529,12 +532,12 @@ def test_a_downloaded_split_model_exports_verified_and_is_known_on_reimport(
         write_tiny_gguf(repo / "Big-Q4_K_M-00002-of-00002.gguf", n_layers=1),
     ]
     db = open_default_database()
-    register_chat_model(
+    register_model(
         db,
         "big-q4_k_m",
         parts[0],
         read_gguf_facts(parts[0]),
-        source="hub",
+        source=ModelSource.HUB,
         sha256=sha256_of(parts[0]),
         repo="bartowski/Big-GGUF",
         extra={
@@ -558,3 +561,23 @@ def test_a_downloaded_split_model_exports_verified_and_is_known_on_reimport(
     parts[1].write_bytes(bytes(data))
     with pytest.raises(DamagedLibraryFileError, match="00002-of-00002"):
         export_models(["big-q4_k_m"], tmp_path / "usb2")
+
+
+def test_each_imported_kind_is_planned_as_its_kind(
+    tiny_gguf: Callable[..., Path], tmp_path: Path
+) -> None:
+    from app.hardware.profile import load_simulated_machines
+    from app.models.kinds import plan_model
+    from app.planner import ImagePlan, LoadPlan
+
+    [chat] = import_model(tiny_gguf("planned.gguf"))
+    [image] = import_model(write_tiny_pipeline(tmp_path / "planned-sd"))
+    lab = load_simulated_machines(Path(__file__).parent / "data" / "hardware-profiles.json")
+    hw = lab["airgapped-lab-cpu-32gb"]
+    db = open_default_database()
+    chat_model, image_model = find_model(db, chat.name), find_model(db, image.name)
+    assert chat_model is not None and image_model is not None
+    chat_plan, image_plan = plan_model(chat_model, hw), plan_model(image_model, hw)
+    assert isinstance(chat_plan, LoadPlan) and chat_plan.threads > 0
+    assert isinstance(image_plan, ImagePlan) and image_plan.weights_bytes > 0
+    assert image_plan.verdict.value != "won't fit"  # a tiny pipeline fits a 32 GB machine

@@ -1,26 +1,19 @@
-"""Detect this machine's hardware and inference builds as a HardwareProfile."""
+"""Detect this machine's CPU, RAM and GPUs, with its inference builds, as a HardwareProfile."""
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import importlib
-import importlib.metadata
-import json
 import os
 import platform
-import re
 import subprocess
-import sys
-import time
 from pathlib import Path
-from typing import Any
 
 import psutil
 
-from app.hardware.profile import BuildInfo, CpuInfo, GpuInfo, HardwareProfile
-
-GIB = 1024**3
+from app.hardware.builds import detect_builds
+from app.hardware.profile import Backend, BuildInfo, CpuInfo, GpuInfo, HardwareProfile
+from app.humanize import GiB
 
 # The x86 features the report shows, in this order ("pni" is how Linux names SSE3).
 _X86_FEATURES = (
@@ -63,28 +56,6 @@ _WIN_ARM_FEATURES = {
     "i8mm": 66,  # PF_ARM_V82_I8MM_INSTRUCTIONS_AVAILABLE
     "bf16": 68,  # PF_ARM_V86_BF16_INSTRUCTIONS_AVAILABLE
 }
-
-# Import names of the libraries whose builds are probed in a subprocess (tests swap them).
-_PROBE_MODULES = {"llama": "llama_cpp", "torch": "torch"}
-_PROBE_LABELS = {"llama": "llama-cpp-python", "torch": "PyTorch"}
-_PROBE_MARK = "HEARTH-PROBE "
-
-# ggml backend registry names that are GPUs (or accelerators), mapped to Hearth's names.
-_GPU_BACKEND_NAMES = {
-    "cuda": "cuda",
-    "metal": "metal",
-    "mtl": "metal",
-    "vulkan": "vulkan",
-    "rocm": "hip",
-    "hip": "hip",
-    "sycl": "sycl",
-    "opencl": "opencl",
-    "musa": "musa",
-    "cann": "cann",
-    "kompute": "kompute",
-    "webgpu": "webgpu",
-}
-_CPU_BACKEND_NAMES = {"cpu", "blas", "rpc", "amx", "accelerate", "zdnn"}
 
 
 # --- CPU ---------------------------------------------------------------------------------
@@ -282,7 +253,7 @@ def _nvidia_gpus() -> tuple[GpuInfo, ...]:
                     cc = None
                 gpus.append(
                     GpuInfo(
-                        kind="cuda",
+                        kind=Backend.CUDA,
                         name=_text(pynvml.nvmlDeviceGetName(handle)),
                         vram_total=int(mem.total),
                         vram_free=int(mem.free),
@@ -310,301 +281,20 @@ def metal_working_set(ram_total: int) -> int:
     macOS reports the real figure through MTLDevice.recommendedMaxWorkingSetSize, which
     needs PyObjC; this estimate follows the documented behaviour of current macOS.
     """
-    fraction = 2 / 3 if ram_total <= 36 * GIB else 3 / 4
+    fraction = 2 / 3 if ram_total <= 36 * GiB else 3 / 4
     return int(ram_total * fraction)
 
 
 def _apple_gpu() -> GpuInfo:
     total, available = detect_memory()
-    name = _sysctl("machdep.cpu.brand_string") or "Apple Silicon"
     return GpuInfo(
-        kind="metal",
-        name=name,
+        kind=Backend.METAL,
+        name=_sysctl("machdep.cpu.brand_string") or "Apple Silicon",
         vram_total=total,
         vram_free=available,
         unified=True,
         recommended_working_set=metal_working_set(total),
     )
-
-
-# --- inference builds --------------------------------------------------------------------
-
-
-def _dist_version(*names: str) -> str | None:
-    for name in names:
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-        except Exception:
-            continue
-    return None
-
-
-def _build_fingerprint() -> str:
-    """Changes whenever llama-cpp-python or torch is reinstalled (RECORD hashes every file)."""
-    import hashlib
-
-    digest = hashlib.sha256(f"{sys.executable}|{platform.platform()}".encode())
-    for dist in ("llama-cpp-python", "torch"):
-        try:
-            digest.update(
-                (importlib.metadata.distribution(dist).read_text("RECORD") or "").encode()
-            )
-        except Exception:  # not installed: part of the fingerprint too
-            digest.update(f"no {dist}".encode())
-    return digest.hexdigest()
-
-
-def _cached_probe_results(timeout: float, fresh: bool) -> dict[str, dict[str, Any]]:
-    """Probe results, reused from the cache folder while the installed builds are unchanged.
-
-    The probes cost ~2 s (importing torch); `hearth plan` and `hearth chat` need the answer
-    on every start, `hearth doctor` asks for a fresh one.
-    """
-    from app.paths import hearth_paths
-
-    cache = hearth_paths().cache / "build-probe.json"
-    key = _build_fingerprint()
-    if not fresh:
-        try:
-            data = json.loads(cache.read_text())
-            if data.get("key") == key:
-                return dict(data["results"])
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-    results = _probe_in_subprocesses(timeout)
-    if not any("error" in r for r in results.values()):
-        try:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"key": key, "results": results}))
-            os.replace(tmp, cache)
-        except OSError:
-            pass  # a read-only home just means probing every time
-    return results
-
-
-def detect_builds(timeout: float = 60, *, fresh: bool = True) -> BuildInfo:
-    """Installed versions, and what the llama.cpp and PyTorch builds can run on.
-
-    Importing llama_cpp and torch is slow and can crash natively, so each is checked in
-    its own subprocess, both at once, within `timeout` seconds in all. Under a frozen
-    (PyInstaller) app, where sys.executable is the app itself, the checks run in-process.
-    Problems end up as sentences in `errors`, never as exceptions.
-    """
-    errors: list[str] = []
-    if getattr(sys, "frozen", False):
-        results = {kind: _probe_in_process(kind) for kind in _PROBE_MODULES}
-    else:
-        results = _cached_probe_results(timeout, fresh)
-
-    llama = results.get("llama", {})
-    torch = results.get("torch", {})
-    for result in (llama, torch):
-        if "error" in result:
-            errors.append(str(result["error"]))
-
-    backends: tuple[str, ...] | None = None
-    if "error" not in llama:
-        backends = _llama_backends(llama)
-        if backends is None:
-            errors.append(
-                "llama.cpp supports GPU offload, but which GPU backend it was built with "
-                "could not be told."
-            )
-
-    llama_version = _str_or_none(llama.get("version")) or _dist_version("llama-cpp-python")
-    torch_version = _str_or_none(torch.get("version")) or _dist_version("torch")
-    return BuildInfo(
-        llama_version=llama_version,
-        llama_backends=backends,
-        llama_system_info=_str_or_none(llama.get("system_info")),
-        torch_version=torch_version,
-        torch_cuda=_bool_or_none(torch.get("cuda")),
-        torch_mps=_bool_or_none(torch.get("mps")),
-        diffusers_version=_dist_version("diffusers"),
-        pyside_version=_dist_version("PySide6", "PySide6-Essentials"),
-        python_version=platform.python_version(),
-        os_version=platform.platform(),
-        errors=tuple(errors),
-    )
-
-
-def _str_or_none(value: object) -> str | None:
-    return None if value is None else str(value)
-
-
-def _bool_or_none(value: object) -> bool | None:
-    return None if value is None else bool(value)
-
-
-def _llama_backends(result: dict[str, Any]) -> tuple[str, ...] | None:
-    """The GPU backends from a llama probe's result: () for CPU-only, None when unknown."""
-    if not result.get("gpu_offload"):
-        return ()
-    found: set[str] = set()
-    for name in result.get("registries", []):
-        found |= _backend_names(str(name))
-    for file in result.get("lib_files", []):
-        m = re.match(r"^(?:lib)?ggml-([a-z0-9]+)", str(file).lower())
-        if m:
-            found |= _backend_names(m.group(1))
-    for m in re.finditer(r"([A-Za-z]+)\s*:", str(result.get("system_info") or "")):
-        found |= _backend_names(m.group(1))
-    if found:
-        return tuple(sorted(found))
-    if platform.system() == "Darwin":
-        return ("metal",)  # the only GPU backend llama.cpp builds on macOS by default
-    return None
-
-
-def _backend_names(name: str) -> set[str]:
-    key = name.strip().lower()
-    if key in _CPU_BACKEND_NAMES:
-        return set()
-    mapped = _GPU_BACKEND_NAMES.get(key)
-    return {mapped} if mapped else set()
-
-
-def _probe_in_process(kind: str) -> dict[str, Any]:
-    label = _PROBE_LABELS[kind]
-    try:
-        return _probe(kind, _PROBE_MODULES[kind])
-    except ImportError as exc:
-        return {"error": f"{label} is not installed ({exc})."}
-    except Exception as exc:
-        return {"error": f"Checking {label} failed: {type(exc).__name__}: {exc}."}
-
-
-def _probe_command(kind: str) -> list[str]:
-    root = str(Path(__file__).resolve().parents[2])  # the folder that holds `app/`
-    module = _PROBE_MODULES[kind]
-    code = (
-        f"import sys; sys.path.insert(0, {root!r}); "
-        f"from app.hardware.detect import _probe_main; _probe_main({kind!r}, {module!r})"
-    )
-    # -P: do not put the current folder first on sys.path (a stray torch.py must not win).
-    return [sys.executable, "-P", "-c", code]
-
-
-def _probe_in_subprocesses(timeout: float) -> dict[str, dict[str, Any]]:
-    flags = getattr(subprocess, "CREATE_NO_WINDOW", 0) if sys.platform == "win32" else 0
-    env = dict(os.environ, PYTHONIOENCODING="utf-8", PYTHONUNBUFFERED="1")
-    procs: dict[str, subprocess.Popen[str]] = {}
-    results: dict[str, dict[str, Any]] = {}
-    for kind in _PROBE_MODULES:
-        try:
-            procs[kind] = subprocess.Popen(
-                _probe_command(kind),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                encoding="utf-8",
-                errors="replace",
-                env=env,
-                creationflags=flags,
-            )
-        except OSError as exc:
-            results[kind] = {"error": f"Could not start a check of {_PROBE_LABELS[kind]}: {exc}."}
-    deadline = time.monotonic() + timeout
-    for kind, proc in procs.items():
-        results[kind] = _collect(kind, proc, max(deadline - time.monotonic(), 0.1), timeout)
-    return results
-
-
-def _collect(
-    kind: str, proc: subprocess.Popen[str], remaining: float, timeout: float
-) -> dict[str, Any]:
-    label = _PROBE_LABELS[kind]
-    try:
-        stdout, stderr = proc.communicate(timeout=remaining)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        return {"error": f"Checking {label} took longer than {timeout:g} s and was stopped."}
-    for line in reversed(stdout.splitlines()):
-        if line.startswith(_PROBE_MARK):
-            try:
-                data = json.loads(line[len(_PROBE_MARK) :])
-            except ValueError:
-                break
-            if isinstance(data, dict):
-                return data
-            break
-    last = stderr.strip().splitlines()[-1:] if stderr.strip() else []
-    detail = f" ({last[0][:200]})" if last else ""
-    if proc.returncode == 0:
-        return {"error": f"Checking {label} gave no answer{detail}."}
-    return {
-        "error": f"Checking {label} crashed its Python process (exit code {proc.returncode})"
-        f"{detail}."
-    }
-
-
-def _probe_main(kind: str, module: str) -> None:
-    """Entry point of a probe subprocess: print one marked JSON line."""
-    label = _PROBE_LABELS.get(kind, module)
-    try:
-        result = _probe(kind, module)
-    except ImportError as exc:
-        result = {"error": f"{label} is not installed ({exc})."}
-    except Exception as exc:
-        result = {"error": f"Checking {label} failed: {type(exc).__name__}: {exc}."}
-    print(_PROBE_MARK + json.dumps(result), flush=True)
-
-
-def _probe(kind: str, module: str) -> dict[str, Any]:
-    mod = importlib.import_module(module)
-    if kind == "llama":
-        return _probe_llama(mod)
-    return _probe_torch(mod)
-
-
-def _probe_llama(llama_cpp: Any) -> dict[str, Any]:
-    info = llama_cpp.llama_print_system_info()
-    if isinstance(info, bytes):
-        info = info.decode(errors="replace")
-    lib_dir = Path(llama_cpp.__file__).parent / "lib"
-    try:
-        lib_files = sorted(p.name for p in lib_dir.iterdir())
-    except OSError:
-        lib_files = []
-    return {
-        "version": getattr(llama_cpp, "__version__", None),
-        "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
-        "system_info": str(info).strip(),
-        "lib_files": lib_files,
-        "registries": _ggml_registries(llama_cpp),
-    }
-
-
-def _ggml_registries(llama_cpp: Any) -> list[str]:
-    """The names of ggml's backend registries ("CPU", "CUDA", "Metal"...), if reachable."""
-    try:
-        lib = llama_cpp.llama_cpp._lib
-        count = lib.ggml_backend_reg_count
-        count.restype = ctypes.c_size_t
-        count.argtypes = []
-        get = lib.ggml_backend_reg_get
-        get.restype = ctypes.c_void_p
-        get.argtypes = [ctypes.c_size_t]
-        name = lib.ggml_backend_reg_name
-        name.restype = ctypes.c_char_p
-        name.argtypes = [ctypes.c_void_p]
-        return [name(get(i)).decode(errors="replace") for i in range(count())]
-    except Exception:
-        return []
-
-
-def _probe_torch(torch: Any) -> dict[str, Any]:
-    mps = getattr(getattr(torch, "backends", None), "mps", None)
-    return {
-        "version": str(torch.__version__),
-        "cuda": bool(torch.cuda.is_available()),
-        "mps": bool(mps.is_available()) if mps is not None else False,
-    }
 
 
 # --- everything --------------------------------------------------------------------------
@@ -617,11 +307,23 @@ def _os_name() -> str:
     )
 
 
+def this_machine(*, fresh_builds: bool = False) -> HardwareProfile:
+    """This machine's profile with its build checks: what every face plans against.
+
+    CPU, RAM and GPUs are read now; the build checks come from the cache while the installed
+    llama.cpp and torch are unchanged, or run again with `fresh_builds=True` (doctor).
+
+    >>> this_machine().builds.llama_backends  # doctest: +SKIP
+    ('cuda',)
+    """
+    return detect_hardware(include_builds=True, fresh_builds=fresh_builds)
+
+
 def detect_hardware(include_builds: bool = True, *, fresh_builds: bool = False) -> HardwareProfile:
     """This machine's profile; `include_builds=False` skips the library checks.
 
     Build checks are cached while the installed builds are unchanged; `fresh_builds=True`
-    runs them again (doctor).
+    runs them again (doctor). Faces call `this_machine()`.
     """
     total, available = detect_memory()
     return HardwareProfile(

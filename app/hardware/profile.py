@@ -17,6 +17,11 @@ class Backend(StrEnum):
     CPU = "cpu"
 
 
+AVX2_WARNING = (
+    "This CPU lacks AVX2: llama.cpp will run, but several times slower than on a CPU that has it."
+)
+
+
 @dataclass(frozen=True)
 class CpuInfo:
     name: str
@@ -28,7 +33,7 @@ class CpuInfo:
 
 @dataclass(frozen=True)
 class GpuInfo:
-    kind: str  # "cuda" | "metal"
+    kind: Backend  # the API that drives it: CUDA or METAL, never CPU
     name: str
     vram_total: int
     vram_free: int
@@ -74,8 +79,30 @@ class HardwareProfile:
     def arch(self) -> str:
         return self.cpu.arch
 
+    @property
+    def lacks_avx2(self) -> bool:
+        """An x86 CPU without AVX2 (llama.cpp's fast kernels need it); unknown SIMD is not."""
+        simd = set(self.cpu.simd)
+        return self.cpu.arch == "x86_64" and bool(simd) and "avx2" not in simd
+
+    def gpus_llama_cannot_use(self) -> tuple[GpuInfo, ...]:
+        """GPUs the checked llama.cpp build was compiled without (none when not checked)."""
+        backends = self.builds.llama_backends
+        if backends is None:
+            return ()
+        return tuple(g for g in self.gpus if g.kind not in backends)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def llama_rebuild_warning(gpu: GpuInfo, used_for: str = "") -> str:
+    """The sentence saying `gpu` is unused by llama.cpp, and the rebuild that fixes it."""
+    fix = "-DGGML_CUDA=on" if gpu.kind == Backend.CUDA else "-DGGML_METAL=on"
+    return (
+        f"{gpu.name} is not used{used_for}: the installed llama.cpp was built without "
+        f'{gpu.kind.upper()}. Rebuild it with CMAKE_ARGS="{fix}" ./scripts/run --rebuild.'
+    )
 
 
 def profile_from_dict(name: str, data: dict[str, Any]) -> HardwareProfile:
@@ -83,7 +110,7 @@ def profile_from_dict(name: str, data: dict[str, Any]) -> HardwareProfile:
     cpu = data["cpu"]
     gpus = tuple(
         GpuInfo(
-            kind=g["kind"],
+            kind=Backend(g["kind"]),
             name=g["name"],
             vram_total=int(g["vram_total"]),
             vram_free=int(g["vram_free"]),
@@ -94,7 +121,7 @@ def profile_from_dict(name: str, data: dict[str, Any]) -> HardwareProfile:
         )
         for g in data.get("gpus", [])
     )
-    kinds = tuple(sorted({g.kind for g in gpus}))
+    kinds = tuple(sorted({g.kind.value for g in gpus}))
     return HardwareProfile(
         os=data["os"],
         cpu=CpuInfo(
@@ -110,8 +137,8 @@ def profile_from_dict(name: str, data: dict[str, Any]) -> HardwareProfile:
         # A simulated machine is assumed to have the builds that match its hardware.
         builds=BuildInfo(
             llama_backends=kinds,
-            torch_cuda="cuda" in kinds,
-            torch_mps="metal" in kinds,
+            torch_cuda=Backend.CUDA in kinds,
+            torch_mps=Backend.METAL in kinds,
         ),
         simulated=name,
     )
@@ -119,22 +146,15 @@ def profile_from_dict(name: str, data: dict[str, Any]) -> HardwareProfile:
 
 def load_simulated_machines(path: Path | None = None) -> dict[str, HardwareProfile]:
     """The simulated machines shipped in resources (or read from `path`)."""
-    data = _read_profiles_json(path)
+    data = read_simulation_file(path)
     return {name: profile_from_dict(name, m) for name, m in data["machines"].items()}
 
 
-def _read_profiles_json(path: Path | None) -> dict[str, Any]:
+def read_simulation_file(path: Path | None = None) -> dict[str, Any]:
+    """`hardware-profiles.json` from resources (or `path`): machines, reference models, cases."""
     if path is not None:
         return dict(json.loads(path.read_text()))
     from importlib.resources import files
 
     text = files("app.resources").joinpath("hardware-profiles.json").read_text()
     return dict(json.loads(text))
-
-
-def load_reference_models(path: Path | None = None) -> dict[str, Any]:
-    """The reference models (published sizes and shapes) shipped next to the machines."""
-    from app.hardware.facts import facts_from_reference
-
-    data = _read_profiles_json(path)
-    return {name: facts_from_reference(name, m) for name, m in data["models"].items()}

@@ -7,15 +7,15 @@ import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import psutil
 import sqlite_utils
 
 from app.errors import HearthError
-from app.models.gguf_info import ModelNotFoundError, split_parts
-from app.models.library import STARTER_ALIASES, find_model, remove_model_row
+from app.models.gguf import ModelNotFoundError, split_parts
+from app.models.library import find_library_model
 from app.paths import HearthPaths
+from app.store.library import LibraryModel, ModelKind, ModelSource, delete_model
 
 
 class ModelInUseError(HearthError):
@@ -40,29 +40,16 @@ class ModelUser:
 @dataclass(frozen=True)
 class RemovedModel:
     name: str
-    source: str
+    source: ModelSource
     deleted: tuple[Path, ...]  # files and folders removed from disk
     kept: tuple[Path, ...]  # files left where they are (linked models, files outside the library)
     freed_bytes: int
 
 
-def find_library_model(db: sqlite_utils.Database, name: str) -> dict[str, Any]:
-    """The library row for `name` (or the starter's aliases), or a ModelNotFoundError."""
-    from app.models.starter import STARTER
-
-    row = find_model(db, STARTER.name if name in STARTER_ALIASES else name)
-    if row is None:
-        raise ModelNotFoundError(
-            f"No model named '{name}' is in the library.",
-            "Run `hearth models list` to see the names.",
-        )
-    return row
-
-
-def model_paths(row: dict[str, Any]) -> list[Path]:
+def model_paths(model: LibraryModel) -> list[Path]:
     """The files (chat: every part) or the folder (image) a library model is made of."""
-    path = Path(row["path"])
-    if row["kind"] == "image":
+    path = model.path
+    if model.kind is ModelKind.IMAGE:
         return [path]
     try:
         return split_parts(path)
@@ -119,15 +106,17 @@ def remove_model(db: sqlite_utils.Database, paths: HearthPaths, name: str) -> Re
     A model imported with `--link` (or any file outside the models folder) stays on disk:
     only its library entry goes. Refuses with ModelInUseError while a process has it loaded.
     """
-    row = find_library_model(db, name)
-    targets = model_paths(row)
+    model = find_library_model(db, name)
+    targets = model_paths(model)
     users = processes_using(t for t in targets if t.exists())
     if users:
         who = ", ".join(u.describe() for u in users)
-        raise ModelInUseError(f"{row['name']} is loaded by {who}.")
+        raise ModelInUseError(f"{model.name} is loaded by {who}.")
 
     models_root = paths.models.resolve()
-    owned = row["source"] != "link" and all(_is_inside(t, models_root) for t in targets)
+    owned = model.source is not ModelSource.LINK and all(
+        _is_inside(t, models_root) for t in targets
+    )
     deleted: list[Path] = []
     kept: list[Path] = []
     freed = 0
@@ -146,8 +135,8 @@ def remove_model(db: sqlite_utils.Database, paths: HearthPaths, name: str) -> Re
     if owned:
         for t in targets:
             _prune_empty_parents(t.parent, models_root)
-    remove_model_row(db, row["name"])
-    return RemovedModel(row["name"], row["source"], tuple(deleted), tuple(kept), freed)
+    delete_model(db, model.name)
+    return RemovedModel(model.name, model.source, tuple(deleted), tuple(kept), freed)
 
 
 def _is_inside(path: Path, root: Path) -> bool:

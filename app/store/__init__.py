@@ -1,11 +1,9 @@
-"""Hearth's storage room: the SQLite database, its migrations, and small helpers around it."""
+"""Hearth's storage room: opening the SQLite database, and the vocabulary its tables share."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
 
 from sqlite_utils import Database
 
@@ -17,11 +15,9 @@ __all__ = [
     "Database",
     "MessageState",
     "NewerDatabaseError",
-    "get_setting",
     "migrate",
     "open_database",
     "open_default_database",
-    "set_setting",
     "utc_now",
 ]
 
@@ -50,23 +46,3 @@ def utc_now() -> str:
     True
     """
     return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
-def get_setting(db: Database, key: str, default: Any = None) -> Any:
-    """The JSON-decoded value stored for `key`, or `default` if unset or unreadable."""
-    row = db.execute("SELECT value FROM settings WHERE key = ?", [key]).fetchone()
-    if row is None or row[0] is None:
-        return default
-    try:
-        return json.loads(row[0])
-    except ValueError:
-        return default
-
-
-def set_setting(db: Database, key: str, value: Any) -> None:
-    """Store `value` (anything `json.dumps` accepts) under `key`, replacing any old value."""
-    db.execute(
-        "INSERT INTO settings (key, value) VALUES (?, ?) "
-        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        [key, json.dumps(value)],
-    )

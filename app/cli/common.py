@@ -1,0 +1,108 @@
+"""What the command groups share: the --machine option, the hardware a command plans for, sizes."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from app.errors import HearthError
+
+if TYPE_CHECKING:
+    import sqlite_utils
+
+    from app.hardware.profile import HardwareProfile
+
+#: What runs a command: the parsed arguments in, the exit status out.
+Handler = Callable[[argparse.Namespace], int]
+
+
+def add_command(
+    sub: Any,
+    name: str,
+    handler: Handler,
+    *,
+    json: str | None = None,
+    machine: bool = False,
+    yes: bool = False,
+) -> argparse.ArgumentParser:
+    """Add the subcommand `name` to `sub` (an `add_subparsers()` result), run by `handler`.
+
+    The handler's docstring documents the command: its first line is the help in the
+    command list, the paragraphs after it the description in `hearth NAME --help`.
+    `json` is the help of a `--json` option (None: no such option); `machine` adds
+    `--machine`; `yes` adds `--yes`, to delete without asking. Returns the new parser, for
+    the command's own arguments.
+    """
+    summary, _, details = inspect.cleandoc(handler.__doc__ or "").partition("\n\n")
+    # argparse lists help in lower case without a full stop: "remove a model (asks first)".
+    summary = " ".join(summary.split()).removesuffix(".")
+    help = summary[:1].lower() + summary[1:] if summary[1:2].islower() else summary
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=help, description=" ".join(details.split()) or None
+    )
+    parser.set_defaults(handler=handler)
+    if json is not None:
+        parser.add_argument("--json", action="store_true", help=json or None)
+    if machine:
+        add_machine_option(parser)
+    if yes:
+        parser.add_argument("--yes", "-y", action="store_true", help="do not ask")
+    return parser
+
+
+def add_machine_option(parser: argparse.ArgumentParser) -> None:
+    """Add `--machine NAME_OR_FILE`: plan for a simulated machine instead of this one."""
+    parser.add_argument(
+        "--machine",
+        metavar="NAME_OR_FILE",
+        help="use a simulated machine (a name from `hearth plan --list-reference`, or "
+        "NAME@FILE.json) instead of this one",
+    )
+
+
+def hardware_for(machine: str | None, *, fresh_builds: bool = False) -> HardwareProfile:
+    """This machine (build checks cached unless `fresh_builds`), or the simulated `machine`.
+
+    `machine` is a name from the bundled profiles or `NAME@FILE.json`.
+    """
+    if not machine:
+        from app.hardware.detect import this_machine
+
+        return this_machine(fresh_builds=fresh_builds)
+    from app.hardware.profile import load_simulated_machines
+
+    name, _, file = machine.partition("@")
+    machines = load_simulated_machines(Path(file) if file else None)
+    if name not in machines:
+        raise HearthError(
+            f"There is no simulated machine called '{name}'.",
+            f"Pick one of: {', '.join(sorted(machines))}.",
+        )
+    return machines[name]
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """`512x768` -> (512, 768); anything else is a HearthError that shows the form.
+
+    >>> parse_size("512X768")
+    (512, 768)
+    """
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise HearthError(
+            f"'{text}' is not an image size.", "Write it as WxH, e.g. 512x512."
+        ) from None
+    return width, height
+
+
+def open_history() -> sqlite_utils.Database:
+    """The database, with any answer a crash cut off marked interrupted (chat and history)."""
+    from app.store import conversations, open_default_database
+
+    db = open_default_database()
+    conversations.recover_interrupted(db)
+    return db

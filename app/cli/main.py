@@ -1,0 +1,72 @@
+"""The `hearth` command line: the argument tree, start-up checks, and one place for errors."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from app import __version__
+from app.errors import HearthError
+from app.startup import check_dependencies, setup_logging
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every command and option; each command group adds its own (its `add_commands`)."""
+    # Imported here, after check_dependencies(): a command group may import rich or the
+    # store, and a missing package must be a sentence, not a traceback.
+    from app.cli import chat, doctor, history, hub, images, library
+
+    parser = argparse.ArgumentParser(
+        prog="hearth",
+        description="Hearth: private, on-device AI chat and image generation.",
+        epilog="With no command, Hearth opens its window. HEARTH_HOME=DIR keeps everything "
+        "under DIR (portable mode).",
+    )
+    parser.add_argument("--version", action="version", version=f"hearth {__version__}")
+    parser.set_defaults(handler=None)  # no command: the window
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("gui", help="open the Hearth window (the default)")
+    doctor.add_commands(sub)  # doctor, plan
+    chat.add_commands(sub)
+    history.add_commands(sub)
+    images.add_commands(sub)  # imagine, images list/show/rm/export/reveal
+    models = sub.add_parser("models", help="the model library")
+    msub = models.add_subparsers(dest="models_command", metavar="SUBCOMMAND", required=True)
+    library.add_commands(msub)  # starter, list, show, rm, import, export, catalog
+    hub.add_commands(msub)  # search, files, pull, downloads, login, logout
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `hearth ARGS...`; the exit status (0 done, 1 an error explained, 130 Ctrl-C)."""
+    try:
+        check_dependencies()
+    except HearthError as exc:
+        # rich may be the missing package, so this one error is printed without app.cli.output.
+        print(f"error: {exc.cause}\n       {exc.remedy}", file=sys.stderr)
+        return 1
+    from app.cli.output import EXIT_INTERRUPTED, print_error
+
+    args = build_parser().parse_args(argv)
+    setup_logging("hearth")
+    try:
+        if args.handler is None:
+            return _launch_gui()
+        return int(args.handler(args))
+    except HearthError as exc:
+        return print_error(exc)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _launch_gui() -> int:
+    check_dependencies(gui=True)
+    from app.gui.app import launch_gui
+
+    return launch_gui()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

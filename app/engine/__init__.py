@@ -1,1 +1,0 @@
-"""Inference worker processes and the clients that talk to them."""

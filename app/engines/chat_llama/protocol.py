@@ -1,0 +1,186 @@
+"""The typed messages between the chat engine client (parent) and its llama.cpp worker.
+
+`CancelRequest`, `UnloadRequest`, `ErrorEvent` and `Done`, and their rules, are those of
+every engine (`app.engines.worker.messages`); the requests and events here are the chat
+engine's own. Each is a frozen dataclass of plain data, so it pickles across the pipe.
+
+Requests (client → worker) and what the worker answers:
+
+- `LoadRequest` → several `LoadProgress`, then `Loaded` or `ErrorEvent(request_id=None)`.
+- `GenerateRequest` → `TokenEvent`s, then `Metrics` and `Done`; or `ErrorEvent`.
+- `TokenizeRequest` → `TokensEvent` or `ErrorEvent` (answered even mid-generation).
+- `CancelRequest` → the generation with that id ends with `Done(reason="cancelled")`; sent
+  during a load (any id, by convention `LOAD_REQUEST_ID`) it aborts the load, which then
+  ends with `ErrorEvent(kind="load_cancelled")`.
+- `UnloadRequest` → no answer: the worker frees the model and its process exits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.engines.worker.messages import (
+    LOAD_REQUEST_ID,
+    CancelRequest,
+    Done,
+    DoneReason,
+    ErrorEvent,
+    ErrorKind,
+    LoadedEvent,
+    LoadProgressEvent,
+    RequestEvent,
+    UnloadRequest,
+)
+from app.planner import LoadPlan
+
+__all__ = [
+    "KV_TYPES",
+    "LOAD_REQUEST_ID",
+    "CancelRequest",
+    "Done",
+    "DoneReason",
+    "ErrorEvent",
+    "ErrorKind",
+    "Event",
+    "GenerateRequest",
+    "LoadProgress",
+    "LoadRequest",
+    "Loaded",
+    "Metrics",
+    "ReplyEvent",
+    "Request",
+    "TokenEvent",
+    "TokenizeRequest",
+    "TokensEvent",
+    "UnloadRequest",
+]
+
+#: KV cache element types a LoadRequest may ask for (llama.cpp's names).
+KV_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl")
+
+
+# --- requests -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """Load a GGUF chat model (replacing any loaded one) with these llama.cpp settings."""
+
+    model_path: str
+    n_ctx: int
+    n_gpu_layers: int  # 0 = CPU only; block_count + 1 (or more) = every layer
+    n_threads: int
+    n_batch: int = 512
+    kv_type: str = "f16"
+    flash_attn: bool = False
+    use_mmap: bool = True
+    chat_format: str | None = None
+
+    @classmethod
+    def from_plan(
+        cls, model_path: str, plan: LoadPlan, *, n_batch: int = 512, chat_format: str | None = None
+    ) -> LoadRequest:
+        """The request that carries out a planner's `LoadPlan`."""
+        return cls(
+            model_path=model_path,
+            n_ctx=plan.n_ctx,
+            n_gpu_layers=plan.gpu_layers,
+            n_threads=plan.threads,
+            n_batch=n_batch,
+            kv_type=plan.kv_type,
+            flash_attn=plan.flash_attn,
+            use_mmap=plan.use_mmap,
+            chat_format=chat_format,
+        )
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    """Continue `prompt`, text already rendered by the chat template (special tokens and all).
+
+    temperature 0 means greedy decoding; seed None means a fresh random seed.
+    """
+
+    request_id: str
+    prompt: str
+    max_tokens: int = 512
+    temperature: float = 0.8
+    top_p: float = 0.95
+    top_k: int = 40
+    min_p: float = 0.05
+    repeat_penalty: float = 1.1
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class TokenizeRequest:
+    """Count the tokens of `text`, tokenized the way a prompt is (special tokens parsed)."""
+
+    request_id: str
+    text: str
+
+
+Request = LoadRequest | GenerateRequest | TokenizeRequest | CancelRequest | UnloadRequest
+
+
+# --- events -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadProgress(LoadProgressEvent):
+    """llama.cpp's own load progress: fraction of tensor bytes loaded, never decreasing."""
+
+    fraction: float
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
+class Loaded(LoadedEvent):
+    """The model is ready. `note` says why it runs other than asked (e.g. GPU → CPU)."""
+
+    load_s: float
+    n_ctx: int
+    backend_used: str  # "cuda" | "metal" | "vulkan" | ... | "cpu"
+    gpu_layers_used: int
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class TokenEvent(RequestEvent):
+    """A piece of generated text (whole UTF-8 characters; a token may yield "")."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class TokensEvent(RequestEvent):
+    """The answer to a TokenizeRequest."""
+
+    count: int
+
+
+@dataclass(frozen=True)
+class Metrics(RequestEvent):
+    """Measured numbers for one generation, sent just before its `Done`.
+
+    prompt_tps counts only the prompt tokens evaluated this time: `cached_tokens` of the
+    prompt were reused from the previous turn's KV cache and cost nothing.
+    """
+
+    ttft_s: float
+    prompt_tokens: int
+    prompt_tps: float
+    generated_tokens: int
+    decode_tps: float
+    n_ctx: int
+    context_used: int
+    backend: str
+    gpu_layers: int
+    cached_tokens: int = 0
+
+
+#: What a generation streams.
+ReplyEvent = TokenEvent | Metrics | Done
+
+Event = LoadProgress | Loaded | TokenEvent | TokensEvent | Metrics | ErrorEvent | Done

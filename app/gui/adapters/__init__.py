@@ -1,0 +1,1 @@
+"""Qt item models over the store and engines, and runners that keep work off the UI thread."""

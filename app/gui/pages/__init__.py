@@ -1,0 +1,1 @@
+"""The window's pages: each binds widgets to adapters and holds no business logic."""

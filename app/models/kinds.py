@@ -1,0 +1,86 @@
+"""The model kinds registry: for each `ModelKind`, how to read its facts and plan its load.
+
+Adding a kind (embeddings, a remote model) is one `KindSpec` here plus its engine; every
+place that handles "any library model" goes through `KINDS` instead of comparing strings.
+
+    plan = plan_model(find_model(db, "sd-turbo"), detect_hardware())  # an ImagePlan
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
+
+from app.hardware.profile import HardwareProfile
+from app.models.diffusers_folder import read_diffusers_facts
+from app.models.gguf import read_gguf_facts
+from app.planner import ImagePlan, LoadPlan, LoadSettings, plan_image_load, plan_load
+from app.planner.facts import ChatModelFacts, ImageModelFacts
+from app.store.library import LibraryModel, ModelKind, ModelSource
+
+ModelFacts = ChatModelFacts | ImageModelFacts
+ModelPlan = LoadPlan | ImagePlan
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    """What Hearth does with one kind of model."""
+
+    kind: ModelKind
+    label: str  # for people: "chat", "image"
+    #: Read the facts the planner needs from the model's file or folder (raises a
+    #: ModelFileError subclass when it is missing, damaged or not this kind).
+    inspect: Callable[[Path], ModelFacts]
+    #: Turn facts + hardware + settings into a load plan with a fit verdict.
+    plan: Callable[[ModelFacts, HardwareProfile, LoadSettings | None], ModelPlan]
+
+
+def _plan_chat(facts: ModelFacts, hw: HardwareProfile, settings: LoadSettings | None) -> ModelPlan:
+    return plan_load(hw, cast(ChatModelFacts, facts), settings)
+
+
+def _plan_image(facts: ModelFacts, hw: HardwareProfile, settings: LoadSettings | None) -> ModelPlan:
+    return plan_image_load(hw, cast(ImageModelFacts, facts), settings)
+
+
+KINDS: dict[ModelKind, KindSpec] = {
+    ModelKind.CHAT: KindSpec(ModelKind.CHAT, "chat", read_gguf_facts, _plan_chat),
+    ModelKind.IMAGE: KindSpec(ModelKind.IMAGE, "image", read_diffusers_facts, _plan_image),
+}
+
+
+def kind_spec(kind: ModelKind | str) -> KindSpec:
+    """The registry entry for `kind` (a ModelKind or its stored text)."""
+    return KINDS[ModelKind(kind)]
+
+
+def inspect_model(model: LibraryModel) -> ModelFacts:
+    """Read a library model's facts from its file or folder, as its kind."""
+    return KINDS[model.kind].inspect(model.path)
+
+
+def plan_model(
+    model: LibraryModel, hw: HardwareProfile, settings: LoadSettings | None = None
+) -> ModelPlan:
+    """Plan any library model as its kind: a LoadPlan for chat, an ImagePlan for image.
+
+    Raises what the kind's inspector raises (ModelNotFoundError when the file is gone,
+    a ModelFileError when it is damaged).
+    """
+    spec = KINDS[model.kind]
+    return spec.plan(spec.inspect(model.path), hw, settings)
+
+
+__all__ = [
+    "KINDS",
+    "KindSpec",
+    "ModelFacts",
+    "ModelKind",
+    "ModelPlan",
+    "ModelSource",
+    "inspect_model",
+    "kind_spec",
+    "plan_model",
+]

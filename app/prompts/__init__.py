@@ -1,0 +1,1 @@
+"""Chat prompts: template families, the Jinja sandbox, template choice, reasoning split."""

@@ -1,0 +1,154 @@
+"""Process start-up: the log file, the faulthandler trace for native crashes, early checks."""
+
+from __future__ import annotations
+
+import faulthandler
+import importlib.util
+import logging
+import logging.handlers
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from app.errors import HearthError
+
+LOG_MAX_BYTES = 2 * 1024 * 1024
+LOG_BACKUPS = 3
+LOG_FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
+
+_crash_file: IO[str] | None = None
+_configured: dict[str, Path] = {}
+
+
+def log_file(process: str) -> Path:
+    """Where the process named `process` ("hearth", "chat-worker", ...) writes its log."""
+    # Imported here, not at the top: app.paths needs platformdirs, and check_dependencies()
+    # must be able to run (and explain) before any third-party package is imported.
+    from app.paths import hearth_paths
+
+    return hearth_paths().log_file(process)
+
+
+def crash_file(process: str) -> Path:
+    """Where a native crash of `process` leaves its faulthandler trace (all threads' stacks)."""
+    from app.paths import hearth_paths
+
+    return hearth_paths().crash_file(process)
+
+
+def setup_logging(process: str, *, level: int = logging.INFO) -> Path:
+    """Send this process's log records to a rotating file in the logs folder.
+
+    Also arms faulthandler so a segfault or abort leaves a Python trace in `crash_file()`.
+    Prompt and answer text are never logged: modules log ids, sizes and timings only.
+    Calling it again for the same process does nothing; returns the log file's path.
+    """
+    global _crash_file
+    if process in _configured:
+        return _configured[process]
+    path = log_file(process)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.handlers.RotatingFileHandler(
+            path, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8", delay=True
+        )
+    except OSError:
+        # A read-only or full disk must not stop the app from starting: log nowhere.
+        handler = logging.NullHandler()
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > level:
+        root.setLevel(level)
+    try:
+        _crash_file = open(crash_file(process), "a", encoding="utf-8")  # noqa: SIM115
+        faulthandler.enable(_crash_file, all_threads=True)
+    except OSError:
+        faulthandler.enable(all_threads=True)
+    logging.getLogger("app.startup").info("%s started (pid %d)", process, os.getpid())
+    _configured[process] = path
+    return path
+
+
+# --- dependency checks ----------------------------------------------------------------------
+
+
+class MissingDependencyError(HearthError):
+    """A package Hearth needs is not installed, or this Python lacks a feature Hearth uses."""
+
+
+@dataclass(frozen=True)
+class Dependency:
+    """A package found by its import name (`module`), installed as `requirement`."""
+
+    module: str
+    requirement: str
+    needed_for: str
+
+
+#: What every command needs. Found by name only (importlib.util.find_spec): nothing heavy
+#: is imported here, so the check costs milliseconds.
+CORE_DEPENDENCIES = (
+    Dependency("platformdirs", "platformdirs>=4.2", "finding Hearth's folders"),
+    Dependency("sqlite_utils", "sqlite-utils>=4.0", "the database"),
+    Dependency("psutil", "psutil>=5.9", "measuring memory and CPU cores"),
+    Dependency("rich", "rich>=13.7", "progress bars and tables"),
+    Dependency("jinja2", "jinja2>=3.1", "chat templates"),
+    Dependency("gguf", "gguf>=0.10", "reading model files"),
+    Dependency("huggingface_hub", "huggingface-hub>=0.34", "the model hub"),
+)
+
+#: What the window needs on top (the command line runs without Qt).
+GUI_DEPENDENCIES = (Dependency("PySide6", "PySide6-Essentials>=6.7", "the window"),)
+
+
+def check_dependencies(*, gui: bool = False) -> None:
+    """Raise MissingDependencyError, one sentence and a remedy, if Hearth cannot run here.
+
+    Checks that the core packages (and PySide6 when `gui`) are installed, without importing
+    them, and that this Python's SQLite has JSON and FTS5 (history search). torch and
+    llama_cpp are never imported here: the engines load them in their own processes.
+    """
+    wanted = CORE_DEPENDENCIES + (GUI_DEPENDENCIES if gui else ())
+    missing = [dep for dep in wanted if not _installed(dep.module)]
+    if missing:
+        names = ", ".join(f"{dep.module} (for {dep.needed_for})" for dep in missing)
+        requirements = " ".join(f'"{dep.requirement}"' for dep in missing)
+        raise MissingDependencyError(
+            f"Hearth cannot start: {names} {'is' if len(missing) == 1 else 'are'} not installed.",
+            f"Reinstall Hearth's environment with ./scripts/run --rebuild, or run "
+            f"`pip install {requirements}` in it.",
+        )
+    problem = sqlite_problem()
+    if problem:
+        raise MissingDependencyError(
+            f"Hearth cannot start: this Python's SQLite {sqlite3.sqlite_version} {problem}.",
+            "Use a Python whose sqlite3 module has JSON1 and FTS5 (python.org and most Linux "
+            "distributions' builds do).",
+        )
+
+
+def sqlite_problem() -> str | None:
+    """What this Python's SQLite lacks that Hearth uses (JSON1, FTS5), or None."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        try:
+            conn.execute("SELECT json_extract('{\"a\": 1}', '$.a')")
+        except sqlite3.OperationalError:
+            return "has no JSON functions (JSON1)"
+        try:
+            conn.execute("CREATE VIRTUAL TABLE probe USING fts5(text)")
+        except sqlite3.OperationalError:
+            return "has no full-text search (FTS5)"
+    finally:
+        conn.close()
+    return None
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken package: as good as missing
+        return False
