@@ -5,10 +5,33 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal, overload
 
 import platformdirs
 
 APP_NAME = "Hearth"
+
+Folder = Literal["data", "models", "cache", "logs", "config"]
+
+
+class _Below:
+    """A path at a fixed name inside one of HearthPaths' folders, read like an attribute."""
+
+    def __init__(self, folder: Folder, name: str) -> None:
+        self.folder = folder
+        self.name = name
+
+    @overload
+    def __get__(self, paths: None, owner: type[HearthPaths]) -> _Below: ...
+
+    @overload
+    def __get__(self, paths: HearthPaths, owner: type[HearthPaths]) -> Path: ...
+
+    def __get__(self, paths: HearthPaths | None, owner: type[HearthPaths]) -> Path | _Below:
+        if paths is None:
+            return self
+        folder: Path = getattr(paths, self.folder)
+        return folder / self.name
 
 
 @dataclass(frozen=True)
@@ -21,38 +44,23 @@ class HearthPaths:
     logs: Path
     config: Path  # tokens and settings that are not in the database
 
-    @property
-    def database(self) -> Path:
-        return self.data / "hearth.db"
-
-    @property
-    def images(self) -> Path:
-        """Generated pictures (the gallery)."""
-        return self.data / "images"
+    # Files and folders at fixed names inside the five above.
+    #: The SQLite database.
+    database = _Below("data", "hearth.db")
+    #: Generated pictures (the gallery).
+    images = _Below("data", "images")
+    #: Hub downloads in progress: one folder per job, moved into `models` when verified.
+    download_staging = _Below("cache", "downloads")
+    #: The starter model's downloaded parts, kept so a cut download resumes.
+    starter_parts = _Below("cache", "starter-parts")
+    #: The last llama.cpp / torch build checks, reused while the builds are unchanged.
+    build_check_cache = _Below("cache", "build-probe.json")
+    #: The hub token when there is no usable keyring (mode 0600).
+    token_file = _Below("config", "hub-token")
 
     def model_folder(self, publisher: str, repo: str) -> Path:
         """Where a model from `publisher/repo` lives (callers pass names safe for a path)."""
         return self.models / publisher / repo
-
-    @property
-    def download_staging(self) -> Path:
-        """Hub downloads in progress: one folder per job, moved into `models` when verified."""
-        return self.cache / "downloads"
-
-    @property
-    def starter_parts(self) -> Path:
-        """The starter model's downloaded parts, kept so a cut download resumes."""
-        return self.cache / "starter-parts"
-
-    @property
-    def build_check_cache(self) -> Path:
-        """The last llama.cpp / torch build checks, reused while the builds are unchanged."""
-        return self.cache / "build-probe.json"
-
-    @property
-    def token_file(self) -> Path:
-        """The hub token when there is no usable keyring (mode 0600)."""
-        return self.config / "hub-token"
 
     def log_file(self, process: str) -> Path:
         """The rotating log of `process` ("hearth", "chat-worker", ...)."""

@@ -18,9 +18,6 @@ LOG_MAX_BYTES = 2 * 1024 * 1024
 LOG_BACKUPS = 3
 LOG_FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
 
-_crash_file: IO[str] | None = None
-_configured: dict[str, Path] = {}
-
 
 def log_file(process: str) -> Path:
     """Where the process named `process` ("hearth", "chat-worker", ...) writes its log."""
@@ -38,17 +35,36 @@ def crash_file(process: str) -> Path:
     return hearth_paths().crash_file(process)
 
 
+@dataclass
+class _ActiveLog:
+    """The log this process writes now: its file, its handler, and the crash-trace file."""
+
+    path: Path
+    handler: logging.Handler
+    crash: IO[str] | None
+
+
+_active: _ActiveLog | None = None
+
+
 def setup_logging(process: str, *, level: int = logging.INFO) -> Path:
     """Send this process's log records to a rotating file in the logs folder.
 
     Also arms faulthandler so a segfault or abort leaves a Python trace in `crash_file()`.
     Prompt and answer text are never logged: modules log ids, sizes and timings only.
-    Calling it again for the same process does nothing; returns the log file's path.
+    Calling it again with the same logs folder does nothing; when HEARTH_HOME moved the
+    folder (tests, a portable drive), the log follows it. Returns the log file's path.
     """
-    global _crash_file
-    if process in _configured:
-        return _configured[process]
+    global _active
     path = log_file(process)
+    if _active is not None and _active.path == path:
+        return path
+    root = logging.getLogger()
+    if _active is not None:
+        root.removeHandler(_active.handler)
+        _active.handler.close()
+        if _active.crash is not None:
+            _active.crash.close()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handler: logging.Handler = logging.handlers.RotatingFileHandler(
@@ -58,17 +74,18 @@ def setup_logging(process: str, *, level: int = logging.INFO) -> Path:
         # A read-only or full disk must not stop the app from starting: log nowhere.
         handler = logging.NullHandler()
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    root = logging.getLogger()
     root.addHandler(handler)
     if root.level == logging.NOTSET or root.level > level:
         root.setLevel(level)
+    crash: IO[str] | None
     try:
-        _crash_file = open(crash_file(process), "a", encoding="utf-8")  # noqa: SIM115
-        faulthandler.enable(_crash_file, all_threads=True)
+        crash = open(crash_file(process), "a", encoding="utf-8")  # noqa: SIM115
+        faulthandler.enable(crash, all_threads=True)
     except OSError:
+        crash = None
         faulthandler.enable(all_threads=True)
+    _active = _ActiveLog(path, handler, crash)
     logging.getLogger("app.startup").info("%s started (pid %d)", process, os.getpid())
-    _configured[process] = path
     return path
 
 

@@ -617,6 +617,16 @@ def tiny_split_gguf(folder: Path, stem: str, parts: int = 2, **kwargs: Any) -> d
     return {name: (folder / name).read_bytes() for name in names}
 
 
+#: The Tiny repo's quants and their layer counts: more layers for bigger quants, so sizes
+#: grow with quality as on the real Hub.
+TINY_CHAT_LAYERS = {
+    "tiny-chat-Q4_K_M.gguf": 2,
+    "tiny-chat-Q8_0.gguf": 3,
+    "tiny-chat-F16.gguf": 4,
+    "tiny-chat-IQ4_XS.gguf": 1,
+}
+
+
 def standard_repos(folder: Path, *, big: bool = False) -> list[HubRepo]:
     """The repos the tests (and the demo) serve.
 
@@ -628,22 +638,9 @@ def standard_repos(folder: Path, *, big: bool = False) -> list[HubRepo]:
         "hearth-test/Tiny-Chat-GGUF",
         [
             HubFile("README.md", b"# Tiny Chat\nA test model.\n"),
-            # More layers for bigger quants, so sizes grow with quality as on the real Hub.
-            HubFile(
-                "tiny-chat-Q4_K_M.gguf",
-                tiny_gguf_bytes(folder, "tiny-chat-Q4_K_M.gguf", n_layers=2, **size),
-            ),
-            HubFile(
-                "tiny-chat-Q8_0.gguf",
-                tiny_gguf_bytes(folder, "tiny-chat-Q8_0.gguf", n_layers=3, **size),
-            ),
-            HubFile(
-                "tiny-chat-F16.gguf",
-                tiny_gguf_bytes(folder, "tiny-chat-F16.gguf", n_layers=4, **size),
-            ),
-            HubFile(
-                "tiny-chat-IQ4_XS.gguf",
-                tiny_gguf_bytes(folder, "tiny-chat-IQ4_XS.gguf", n_layers=1, **size),
+            *(
+                HubFile(name, tiny_gguf_bytes(folder, name, n_layers=layers, **size))
+                for name, layers in TINY_CHAT_LAYERS.items()
             ),
         ],
         downloads=1200,

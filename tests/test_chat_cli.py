@@ -22,19 +22,16 @@ def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str
     )
 
 
+def seeded_chat(
+    model: Path, *args: str, max_tokens: int, seed: int
+) -> subprocess.CompletedProcess[str]:
+    """`hearth chat` on `model`: a short, seeded answer in a 1024-token context."""
+    options = ["--max-tokens", str(max_tokens), "--seed", str(seed), "--ctx", "1024"]
+    return run("chat", "-m", str(model), *options, *args)
+
+
 def test_chat_streams_an_answer_and_reports_metrics(gemma_gguf: Path) -> None:
-    done = run(
-        "chat",
-        "-m",
-        str(gemma_gguf),
-        "--max-tokens",
-        "24",
-        "--seed",
-        "7",
-        "--ctx",
-        "1024",
-        "Write two sentences about the sea.",
-    )
+    done = seeded_chat(gemma_gguf, "Write two sentences about the sea.", max_tokens=24, seed=7)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip()
     assert "tok/s" in done.stderr and "context" in done.stderr
@@ -42,20 +39,8 @@ def test_chat_streams_an_answer_and_reports_metrics(gemma_gguf: Path) -> None:
 
 
 def test_chat_json_and_history(gemma_gguf: Path) -> None:
-    done = run(
-        "chat",
-        "-m",
-        str(gemma_gguf),
-        "--max-tokens",
-        "16",
-        "--seed",
-        "1",
-        "--ctx",
-        "1024",
-        "--json",
-        "--system",
-        "Be brief.",
-        "Name three fish.",
+    done = seeded_chat(
+        gemma_gguf, "--json", "--system", "Be brief.", "Name three fish.", max_tokens=16, seed=1
     )
     assert done.returncode == 0, done.stderr
     reply = json.loads(done.stdout)

@@ -16,22 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from app.engines.chat_llama import protocol as chat
 from app.engines.chat_llama.client import ChatEngineClient, ContextOverflowError, ModelLoadError
-from app.engines.chat_llama.protocol import (
-    CancelRequest,
-    Done,
-    GenerateRequest,
-    Loaded,
-    LoadProgress,
-    LoadRequest,
-    Metrics,
-    TokenEvent,
-)
-from app.engines.chat_llama.worker import FAKE_GPU_FAILURE_ENV, _StopMatcher
+from app.engines.chat_llama.worker import FAKE_GPU_FAILURE_ENV, StopMatcher
 from app.engines.errors import LoadCancelledError, NotLoadedError
 from app.engines.worker.process import WorkerCrashedError, describe_exit
 from app.errors import HearthError
-from tests.cancelling import CancelAtFirstReport
+from tests.engine_checks import CancelAtFirstReport, assert_unload_ends_the_worker
 
 pytestmark = pytest.mark.slow
 
@@ -41,14 +32,14 @@ SEA = "<start_of_turn>user\nWrite a sentence about the sea.<end_of_turn>\n<start
 HIEROGLYPHS = "古代文字：𓀀𓀁𓀂𓀃"
 
 
-def load_request(path: Path, **kw: object) -> LoadRequest:
+def load_request(path: Path, **kw: object) -> chat.LoadRequest:
     args: dict[str, object] = {"n_ctx": 1024, "n_gpu_layers": 0, "n_threads": 2}
     args.update(kw)
-    return LoadRequest(str(path), **args)  # type: ignore[arg-type]
+    return chat.LoadRequest(str(path), **args)  # type: ignore[arg-type]
 
 
 def run(client: ChatEngineClient, prompt: str = SEA, **kw: object) -> list[object]:
-    req = GenerateRequest(
+    req = chat.GenerateRequest(
         request_id=str(kw.pop("request_id", f"r{id(kw)}-{os.urandom(4).hex()}")),
         prompt=prompt,
         **kw,  # type: ignore[arg-type]
@@ -57,7 +48,7 @@ def run(client: ChatEngineClient, prompt: str = SEA, **kw: object) -> list[objec
 
 
 def text_of(events: list[object]) -> str:
-    return "".join(e.text for e in events if isinstance(e, TokenEvent))
+    return "".join(e.text for e in events if isinstance(e, chat.TokenEvent))
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +66,7 @@ def client(gemma_gguf: Path) -> Iterator[ChatEngineClient]:
 def test_load_reports_real_progress_and_the_parent_never_imports_llama_cpp(
     gemma_gguf: Path,
 ) -> None:
-    progress: list[LoadProgress] = []
+    progress: list[chat.LoadProgress] = []
     with ChatEngineClient() as c:
         loaded = c.load(load_request(gemma_gguf), on_progress=progress.append)
         events = run(c, max_tokens=8, temperature=0)
@@ -88,9 +79,9 @@ def test_load_reports_real_progress_and_the_parent_never_imports_llama_cpp(
     assert any(0.0 < f < 1.0 for f in fractions)  # llama.cpp's own steps, not just 0 and 1
     elapsed = [p.elapsed_s for p in progress]
     assert elapsed == sorted(elapsed)
-    assert isinstance(loaded, Loaded) and loaded.n_ctx == 1024
+    assert isinstance(loaded, chat.Loaded) and loaded.n_ctx == 1024
     assert loaded.backend_used == "cpu" and loaded.gpu_layers_used == 0
-    assert isinstance(events[-1], Done)
+    assert isinstance(events[-1], chat.Done)
     assert pid is not None and pid != os.getpid()
     assert "llama_cpp" not in sys.modules
 
@@ -110,7 +101,7 @@ def test_a_file_that_is_not_gguf_gives_a_clear_load_error(gemma_gguf: Path, tmp_
             c.load(load_request(truncated))
         c.load(load_request(gemma_gguf))  # the same worker still loads a good file
         assert c.pid == pid
-        assert isinstance(run(c, max_tokens=4, temperature=0)[-1], Done)
+        assert isinstance(run(c, max_tokens=4, temperature=0)[-1], chat.Done)
 
     assert "junk.gguf is not a GGUF model file" in str(junk_error.value)
     # llama.cpp's own reason, captured from its log.
@@ -120,7 +111,7 @@ def test_a_file_that_is_not_gguf_gives_a_clear_load_error(gemma_gguf: Path, tmp_
 
 
 def test_cancel_during_load_raises_load_cancelled(gemma_gguf: Path) -> None:
-    stopper = CancelAtFirstReport[LoadProgress]()
+    stopper = CancelAtFirstReport[chat.LoadProgress]()
 
     with ChatEngineClient() as c:
         with pytest.raises(LoadCancelledError):
@@ -158,7 +149,7 @@ def test_gpu_load_failure_is_retried_on_cpu_and_says_so(
     assert loaded.note.startswith("GPU load failed (") and "running on CPU" in loaded.note
     assert "out of device memory" in loaded.note
     assert loaded.backend_used == "cpu" and loaded.gpu_layers_used == 0
-    assert isinstance(events[-1], Done)
+    assert isinstance(events[-1], chat.Done)
 
 
 # --- generation -------------------------------------------------------------------------
@@ -166,11 +157,11 @@ def test_gpu_load_failure_is_retried_on_cpu_and_says_so(
 
 def test_generation_streams_tokens_then_metrics_then_done(client: ChatEngineClient) -> None:
     events = run(client, max_tokens=40, temperature=0)
-    tokens = [e for e in events if isinstance(e, TokenEvent)]
+    tokens = [e for e in events if isinstance(e, chat.TokenEvent)]
     metrics, done = events[-2], events[-1]
 
-    assert len(tokens) > 1 and all(isinstance(e, TokenEvent) for e in events[:-2])
-    assert isinstance(metrics, Metrics) and isinstance(done, Done)
+    assert len(tokens) > 1 and all(isinstance(e, chat.TokenEvent) for e in events[:-2])
+    assert isinstance(metrics, chat.Metrics) and isinstance(done, chat.Done)
     assert done.reason in ("stop", "length")
     assert metrics.decode_tps > 0 and metrics.prompt_tps > 0 and metrics.ttft_s > 0
     assert metrics.prompt_tokens == client.count_tokens(SEA)
@@ -182,20 +173,20 @@ def test_generation_streams_tokens_then_metrics_then_done(client: ChatEngineClie
     again = run(client, max_tokens=40, temperature=0)
     assert text_of(again) == text_of(events)
     again_metrics = again[-2]
-    assert isinstance(again_metrics, Metrics)
+    assert isinstance(again_metrics, chat.Metrics)
     assert again_metrics.cached_tokens == metrics.prompt_tokens - 1
 
 
 def test_characters_split_across_byte_tokens_arrive_whole(client: ChatEngineClient) -> None:
     events = run(client, HIEROGLYPHS, max_tokens=24, temperature=0)
     metrics = events[-2]
-    assert isinstance(metrics, Metrics)
+    assert isinstance(metrics, chat.Metrics)
     text = text_of(events)
     astral = [ch for ch in text if ord(ch) > 0xFFFF]
     assert len(astral) >= 2, text
     assert "\ufffd" not in text
     # Byte tokens that only complete a character later send nothing on their own.
-    pieces = [e for e in events if isinstance(e, TokenEvent)]
+    pieces = [e for e in events if isinstance(e, chat.TokenEvent)]
     assert len(pieces) < metrics.generated_tokens
 
 
@@ -213,28 +204,28 @@ def test_stop_strings_end_the_reply_before_them(client: ChatEngineClient) -> Non
     stop = words[len(words) // 2]
     events = run(client, max_tokens=40, temperature=0, stop=("zzz-never", stop))
     done = events[-1]
-    assert isinstance(done, Done) and done.reason == "stop"
+    assert isinstance(done, chat.Done) and done.reason == "stop"
     assert text_of(events) == reference[: reference.index(stop)]
 
 
 def test_cancel_from_another_thread_stops_within_a_few_tokens(client: ChatEngineClient) -> None:
-    req = GenerateRequest(request_id="to-cancel", prompt=SEA, max_tokens=400, temperature=0)
+    req = chat.GenerateRequest(request_id="to-cancel", prompt=SEA, max_tokens=400, temperature=0)
     received = 0
     events: list[object] = []
     for event in client.generate(req):
         events.append(event)
-        if isinstance(event, TokenEvent):
+        if isinstance(event, chat.TokenEvent):
             received += 1
             if received == 5:
                 canceller = threading.Thread(target=client.cancel, args=("to-cancel",))
                 canceller.start()
                 canceller.join()
     metrics, done = events[-2], events[-1]
-    assert isinstance(done, Done) and done.reason == "cancelled"
-    assert isinstance(metrics, Metrics)
+    assert isinstance(done, chat.Done) and done.reason == "cancelled"
+    assert isinstance(metrics, chat.Metrics)
     assert 5 <= metrics.generated_tokens < 100  # far below max_tokens
     # The worker is free again at once.
-    assert isinstance(run(client, max_tokens=4, temperature=0)[-1], Done)
+    assert isinstance(run(client, max_tokens=4, temperature=0)[-1], chat.Done)
 
 
 def test_leaving_the_loop_early_cancels_the_generation(
@@ -250,30 +241,30 @@ def test_leaving_the_loop_early_cancels_the_generation(
         return real_send(message)
 
     monkeypatch.setattr(worker, "send", recording_send)
-    stream = client.generate(GenerateRequest("abandoned", SEA, max_tokens=400, temperature=0))
+    stream = client.generate(chat.GenerateRequest("abandoned", SEA, max_tokens=400, temperature=0))
     for _ in range(3):
         next(stream)
     stream.close()
-    assert CancelRequest("abandoned") in sent
+    assert chat.CancelRequest("abandoned") in sent
     events = run(client, max_tokens=4, temperature=0)
-    assert isinstance(events[-1], Done) and events[-1].reason in ("stop", "length")
+    assert isinstance(events[-1], chat.Done) and events[-1].reason in ("stop", "length")
 
 
 def test_token_counts_are_answered_in_the_middle_of_a_generation(
     client: ChatEngineClient,
 ) -> None:
-    req = GenerateRequest(request_id="busy", prompt=SEA, max_tokens=400, temperature=0)
+    req = chat.GenerateRequest(request_id="busy", prompt=SEA, max_tokens=400, temperature=0)
     counts: list[int] = []
     events: list[object] = []
     for event in client.generate(req):
         events.append(event)
-        if isinstance(event, TokenEvent) and not counts:
+        if isinstance(event, chat.TokenEvent) and not counts:
             counts.append(client.count_tokens(SEA))
             client.cancel("busy")
     # Had the count waited for the end of the reply, the cancel would have come too late.
     assert counts == [16]  # <bos> + 15 tokens of the rendered turn
     done = events[-1]
-    assert isinstance(done, Done) and done.reason == "cancelled"
+    assert isinstance(done, chat.Done) and done.reason == "cancelled"
 
 
 def test_a_prompt_longer_than_the_context_is_refused_and_the_worker_carries_on(
@@ -288,7 +279,7 @@ def test_a_prompt_longer_than_the_context_is_refused_and_the_worker_carries_on(
         events = run(c, max_tokens=8, temperature=0)
         assert c.pid == pid
     assert "256" in str(error.value) and "context" in error.value.remedy
-    assert isinstance(events[-1], Done) and text_of(events)
+    assert isinstance(events[-1], chat.Done) and text_of(events)
 
 
 def test_the_reply_stops_at_the_end_of_the_context(gemma_gguf: Path) -> None:
@@ -296,7 +287,7 @@ def test_the_reply_stops_at_the_end_of_the_context(gemma_gguf: Path) -> None:
         c.load(load_request(gemma_gguf, n_ctx=256))
         events = run(c, max_tokens=1000, temperature=0, repeat_penalty=1.0)
     metrics, done = events[-2], events[-1]
-    assert isinstance(metrics, Metrics) and isinstance(done, Done)
+    assert isinstance(metrics, chat.Metrics) and isinstance(done, chat.Done)
     if done.reason == "length":  # (a base model might also stop by itself)
         assert metrics.context_used == 256
         # Every cell holds a token, and one more was sampled from the last one's logits.
@@ -316,8 +307,8 @@ def test_a_killed_worker_is_reported_and_the_next_load_starts_a_fresh_one(
         assert old_pid is not None
         received = 0
         with pytest.raises(WorkerCrashedError) as error:
-            for event in c.generate(GenerateRequest("doomed", SEA, max_tokens=400)):
-                if isinstance(event, TokenEvent):
+            for event in c.generate(chat.GenerateRequest("doomed", SEA, max_tokens=400)):
+                if isinstance(event, chat.TokenEvent):
                     received += 1
                     if received == 3:
                         os.kill(old_pid, signal.SIGKILL)
@@ -332,21 +323,13 @@ def test_a_killed_worker_is_reported_and_the_next_load_starts_a_fresh_one(
         c.load(load_request(gemma_gguf))
         assert c.pid is not None and c.pid != old_pid
         events = run(c, max_tokens=8, temperature=0)
-        assert isinstance(events[-1], Done) and text_of(events)
+        assert isinstance(events[-1], chat.Done) and text_of(events)
 
 
 def test_unload_ends_the_worker_process(gemma_gguf: Path) -> None:
     c = ChatEngineClient()
     c.load(load_request(gemma_gguf))
-    pid = c.pid
-    assert c.is_alive() and pid is not None
-    c.unload()
-    assert not c.is_alive() and c.pid is None and c.loaded is None
-    assert c.exitcode == 0  # it exited by itself, not terminated
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)  # gone, and reaped
-    with pytest.raises(NotLoadedError):
-        run(c, max_tokens=4)
+    assert_unload_ends_the_worker(c, lambda: run(c, max_tokens=4))
 
 
 # --- small pure parts -------------------------------------------------------------------
@@ -364,7 +347,7 @@ def test_describe_exit_names_the_signal_and_the_likely_cause() -> None:
 @pytest.mark.parametrize("chunk", [1, 2, 3, 50])
 def test_stop_matcher_finds_stops_across_chunks(chunk: int) -> None:
     text = "Hello there.<|end|> and more"
-    matcher = _StopMatcher(["<|end|>", "zz"])
+    matcher = StopMatcher(["<|end|>", "zz"])
     shown, hit = "", False
     for i in range(0, len(text), chunk):
         out, hit = matcher.feed(text[i : i + chunk])
@@ -372,7 +355,7 @@ def test_stop_matcher_finds_stops_across_chunks(chunk: int) -> None:
         if hit:
             break
     assert hit and shown == "Hello there."
-    matcher = _StopMatcher(["<|end|>"])
+    matcher = StopMatcher(["<|end|>"])
     out, hit = matcher.feed("a <|en")
     assert (out, hit) == ("a ", False)
     assert matcher.flush() == "<|en"  # held back, then given when the reply ends

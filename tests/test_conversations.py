@@ -6,7 +6,6 @@ import pytest
 
 from app.store import MessageState, open_default_database
 from app.store.conversations import (
-    ConversationNotFoundError,
     add_message,
     branch,
     create_conversation,
@@ -22,6 +21,7 @@ from app.store.conversations import (
     siblings,
     update_message,
 )
+from app.store.errors import ConversationNotFoundError
 
 
 def test_branches_keep_every_edit_and_regeneration() -> None:

@@ -76,13 +76,14 @@ def _plain_profile(**changes: Any) -> HardwareProfile:
     return replace(base, **changes)
 
 
+#: The test NVIDIA GPU: the first device the fake NVML (`_fake_pynvml`) reports.
 RTX = GpuInfo(
     kind=Backend.CUDA,
-    name="NVIDIA GeForce RTX 4070",
-    vram_total=12 * GiB,
-    vram_free=11 * GiB,
+    name="NVIDIA GeForce RTX 4090",
+    vram_total=24 * GiB,
+    vram_free=23 * GiB,
     compute_capability="8.9",
-    driver="550.54",
+    driver="550.54.15",
 )
 
 
@@ -165,14 +166,7 @@ def test_nvidia_gpus_are_read_through_nvml(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(detect, "_is_apple_silicon", lambda: False)
     gpus = detect_gpus()
     assert [g.name for g in gpus] == ["NVIDIA GeForce RTX 4090", "NVIDIA RTX A2000"]
-    assert gpus[0] == GpuInfo(
-        kind=Backend.CUDA,
-        name="NVIDIA GeForce RTX 4090",
-        vram_total=24 * GiB,
-        vram_free=23 * GiB,
-        compute_capability="8.9",
-        driver="550.54.15",
-    )
+    assert gpus[0] == RTX
     assert gpus[1].compute_capability == "8.6"
     assert not gpus[1].unified
 
@@ -386,8 +380,8 @@ def test_text_report_lists_gpus_and_warnings() -> None:
     hw = _plain_profile(gpus=(RTX,), builds=BuildInfo(llama_backends=()))
     text = format_doctor_report(doctor_report(hw))
     assert "none found" not in text
-    assert "NVIDIA GeForce RTX 4070" in text and "11.0 GiB free of 12.0 GiB" in text
-    assert "8.9" in text and "550.54" in text
+    assert "NVIDIA GeForce RTX 4090" in text and "23.0 GiB free of 24.0 GiB" in text
+    assert "8.9" in text and "550.54.15" in text
     assert "-DGGML_CUDA=on" in text
     assert "none (CPU-only build)" in text
 

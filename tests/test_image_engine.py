@@ -23,23 +23,12 @@ import pytest
 from PIL import Image
 
 from app.engines.errors import LoadCancelledError, NotLoadedError
+from app.engines.image_diffusers import protocol as image
 from app.engines.image_diffusers.client import (
     IMAGE_WORKER,
     ImageEngineClient,
     ImageLoadError,
     InvalidImageRequestError,
-)
-from app.engines.image_diffusers.protocol import (
-    Done,
-    ImageGenerateRequest,
-    ImageLoaded,
-    ImageLoadProgress,
-    ImageLoadRequest,
-    ImageMetrics,
-    ImageResult,
-    Preview,
-    PromptEncoded,
-    StepProgress,
 )
 from app.engines.image_diffusers.worker import SLOW_LOAD_ENV
 from app.engines.worker.process import WorkerCrashedError, describe_exit
@@ -48,13 +37,13 @@ from app.models.diffusers_folder import IncompletePipelineError, PickleWeightsEr
 from app.planner import ImageMemoryMode, plan_image_load
 from app.planner.facts import load_reference_models
 from app.startup import log_file
-from tests.cancelling import CancelAtFirstReport
+from tests.engine_checks import CancelAtFirstReport, assert_unload_ends_the_worker
 
 PROFILES = Path(__file__).parent / "data" / "hardware-profiles.json"
 COMPONENTS = {"scheduler", "tokenizer", "text_encoder", "unet", "vae"}
 
 
-def request(**kw: object) -> ImageGenerateRequest:
+def request(**kw: object) -> image.ImageGenerateRequest:
     args: dict[str, object] = {
         "request_id": f"r-{uuid.uuid4().hex[:8]}",
         "prompt": "a lighthouse at dusk",
@@ -66,17 +55,17 @@ def request(**kw: object) -> ImageGenerateRequest:
         "preview_every": 0,
     }
     args.update(kw)
-    return ImageGenerateRequest(**args)  # type: ignore[arg-type]
+    return image.ImageGenerateRequest(**args)  # type: ignore[arg-type]
 
 
-def results(events: list[object]) -> list[ImageResult]:
-    return [e for e in events if isinstance(e, ImageResult)]
+def results(events: list[object]) -> list[image.ImageResult]:
+    return [e for e in events if isinstance(e, image.ImageResult)]
 
 
-def pixels(result: ImageResult) -> bytes:
-    with Image.open(io.BytesIO(result.png)) as image:
-        assert image.size == (result.width, result.height)
-        return image.convert("RGB").tobytes()
+def pixels(result: image.ImageResult) -> bytes:
+    with Image.open(io.BytesIO(result.png)) as png:
+        assert png.size == (result.width, result.height)
+        return png.convert("RGB").tobytes()
 
 
 def copy_pipeline(src: Path, dest: Path) -> Path:
@@ -88,7 +77,7 @@ def copy_pipeline(src: Path, dest: Path) -> Path:
 def client(tiny_pipeline: Path) -> Iterator[ImageEngineClient]:
     """One worker with the tiny pipeline loaded (CPU, float32), shared by generation tests."""
     c = ImageEngineClient()
-    c.load(ImageLoadRequest(str(tiny_pipeline)))
+    c.load(image.ImageLoadRequest(str(tiny_pipeline)))
     yield c
     c.unload()
 
@@ -100,15 +89,15 @@ def test_the_parent_process_never_imports_torch_or_diffusers(tiny_pipeline: Path
     code = f"""
 import json, sys
 from app.engines.image_diffusers.client import ImageEngineClient
-from app.engines.image_diffusers.protocol import ImageGenerateRequest, ImageLoadRequest, ImageResult
+from app.engines.image_diffusers import protocol as image
 if __name__ == "__main__":
     with ImageEngineClient() as c:
         events = list(c.generate(
-            ImageGenerateRequest("r1", "a cat", steps=1, width=64, height=64, seed=1),
-            load=ImageLoadRequest({str(tiny_pipeline)!r}),
+            image.ImageGenerateRequest("r1", "a cat", steps=1, width=64, height=64, seed=1),
+            load=image.ImageLoadRequest({str(tiny_pipeline)!r}),
         ))
     print(json.dumps({{
-        "images": sum(isinstance(e, ImageResult) for e in events),
+        "images": sum(isinstance(e, image.ImageResult) for e in events),
         "heavy": sorted(m for m in ("torch", "diffusers", "transformers") if m in sys.modules),
     }}))
 """
@@ -123,8 +112,8 @@ def test_load_progress_is_monotonic_per_component_and_covers_every_one(
     tiny_pipeline: Path,
 ) -> None:
     with ImageEngineClient() as c:
-        progress: list[ImageLoadProgress] = []
-        loaded = c.load(ImageLoadRequest(str(tiny_pipeline)), on_progress=progress.append)
+        progress: list[image.ImageLoadProgress] = []
+        loaded = c.load(image.ImageLoadRequest(str(tiny_pipeline)), on_progress=progress.append)
         pid = c.pid
 
     assert {p.component for p in progress} == COMPONENTS
@@ -144,7 +133,7 @@ def test_load_progress_is_monotonic_per_component_and_covers_every_one(
         unet.bytes_total
         == (tiny_pipeline / "unet").joinpath("diffusion_pytorch_model.safetensors").stat().st_size
     )
-    assert isinstance(loaded, ImageLoaded)
+    assert isinstance(loaded, image.ImageLoaded)
     assert (loaded.device, loaded.dtype, loaded.memory_mode) == ("cpu", "float32", "full")
     assert loaded.pipeline == "StableDiffusionPipeline" and loaded.family == "sd15"
     assert loaded.native_size == 64 and loaded.default_scheduler == "Euler"
@@ -155,7 +144,7 @@ def ready_at(events: list[object], component: str) -> int:
     return next(
         i
         for i, e in enumerate(events)
-        if isinstance(e, ImageLoadProgress) and e.component == component and e.ready
+        if isinstance(e, image.ImageLoadProgress) and e.component == component and e.ready
     )
 
 
@@ -174,21 +163,21 @@ def test_the_prompt_is_encoded_while_the_unet_loads(
     """
     # Each read of a weight file takes 0.2 s longer, so loading lasts long enough to race.
     monkeypatch.setenv(SLOW_LOAD_ENV, "0.2")
-    load = ImageLoadRequest(str(tiny_pipeline), overlap_vae=overlap_vae)
+    load = image.ImageLoadRequest(str(tiny_pipeline), overlap_vae=overlap_vae)
     with ImageEngineClient() as c:
         events = list(c.generate(request(steps=3), load=load))
 
-    encoded = first_at(events, PromptEncoded)
+    encoded = first_at(events, image.PromptEncoded)
     assert ready_at(events, "text_encoder") < encoded < ready_at(events, "unet")
     assert set(events[encoded].loading) >= {"unet", "vae"}  # type: ignore[attr-defined]
-    first_step = first_at(events, StepProgress)
-    loaded = first_at(events, ImageLoaded)
+    first_step = first_at(events, image.StepProgress)
+    loaded = first_at(events, image.ImageLoaded)
     if overlap_vae:
         assert ready_at(events, "unet") < first_step < ready_at(events, "vae") < loaded
     else:
         assert ready_at(events, "vae") < loaded < first_step
-    assert isinstance(events[-1], Done) and events[-1].reason == "complete"
-    metrics = next(e for e in events if isinstance(e, ImageMetrics))
+    assert isinstance(events[-1], image.Done) and events[-1].reason == "complete"
+    metrics = next(e for e in events if isinstance(e, image.ImageMetrics))
     assert metrics.load_to_first_step_s is not None and metrics.images == 1
     assert len(results(events)) == 1
 
@@ -197,8 +186,8 @@ def test_a_warm_pipeline_is_not_loaded_again(
     client: ImageEngineClient, tiny_pipeline: Path
 ) -> None:
     pid = client.pid
-    events = list(client.generate(request(), load=ImageLoadRequest(str(tiny_pipeline))))
-    assert not any(isinstance(e, ImageLoadProgress | ImageLoaded) for e in events)
+    events = list(client.generate(request(), load=image.ImageLoadRequest(str(tiny_pipeline))))
+    assert not any(isinstance(e, image.ImageLoadProgress | image.ImageLoaded) for e in events)
     assert len(results(events)) == 1 and client.pid == pid
 
 
@@ -206,11 +195,11 @@ def test_cancel_during_load_raises_load_cancelled_and_the_worker_loads_again(
     tiny_pipeline: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(SLOW_LOAD_ENV, "0.3")
-    stopper = CancelAtFirstReport[ImageLoadProgress]()
+    stopper = CancelAtFirstReport[image.ImageLoadProgress]()
 
     with ImageEngineClient() as c:
         with pytest.raises(LoadCancelledError):
-            c.load(ImageLoadRequest(str(tiny_pipeline)), stopper, stopper.cancel)
+            c.load(image.ImageLoadRequest(str(tiny_pipeline)), stopper, stopper.cancel)
         seen = [p.component for p in stopper.seen]
         assert seen and "vae" not in seen  # stopped long before the last component
         assert c.loaded is None and c.is_alive()
@@ -218,7 +207,7 @@ def test_cancel_during_load_raises_load_cancelled_and_the_worker_loads_again(
             list(c.generate(request()))
         pid = c.pid
         monkeypatch.delenv(SLOW_LOAD_ENV)
-        c.load(ImageLoadRequest(str(tiny_pipeline)))
+        c.load(image.ImageLoadRequest(str(tiny_pipeline)))
         assert c.pid == pid
         assert len(results(list(c.generate(request())))) == 1
 
@@ -230,13 +219,15 @@ def test_cancelling_a_generate_that_waits_on_its_load_stops_the_load_too(
     req = request()
     events: list[object] = []
     with ImageEngineClient() as c:
-        for event in c.generate(req, load=ImageLoadRequest(str(tiny_pipeline))):
+        for event in c.generate(req, load=image.ImageLoadRequest(str(tiny_pipeline))):
             events.append(event)
-            if isinstance(event, ImageLoadProgress):
+            if isinstance(event, image.ImageLoadProgress):
                 c.cancel(req.request_id)
         assert c.loaded is None
-    assert isinstance(events[-1], Done) and events[-1].reason == "cancelled"
-    assert not any(isinstance(e, ImageLoaded | StepProgress | ImageResult) for e in events)
+    assert isinstance(events[-1], image.Done) and events[-1].reason == "cancelled"
+    assert not any(
+        isinstance(e, image.ImageLoaded | image.StepProgress | image.ImageResult) for e in events
+    )
 
 
 # --- refusing bad folders and requests ----------------------------------------------------
@@ -250,9 +241,9 @@ def test_a_pickle_only_component_is_refused_before_any_worker_starts(
     weights.rename(folder / "unet" / "diffusion_pytorch_model.bin")
     c = ImageEngineClient()
     with pytest.raises(PickleWeightsError) as error:
-        c.load(ImageLoadRequest(str(folder)))
+        c.load(image.ImageLoadRequest(str(folder)))
     with pytest.raises(PickleWeightsError):
-        list(c.generate(request(), load=ImageLoadRequest(str(folder))))
+        list(c.generate(request(), load=image.ImageLoadRequest(str(folder))))
     assert "'unet'" in str(error.value) and "safetensors" in error.value.remedy
     assert c.pid is None and c.exitcode is None  # no worker was ever started
 
@@ -261,7 +252,7 @@ def test_a_missing_component_is_refused(tiny_pipeline: Path, tmp_path: Path) -> 
     folder = copy_pipeline(tiny_pipeline, tmp_path / "no-vae")
     shutil.rmtree(folder / "vae")
     with ImageEngineClient() as c, pytest.raises(IncompletePipelineError) as error:
-        c.load(ImageLoadRequest(str(folder)))
+        c.load(image.ImageLoadRequest(str(folder)))
     assert "'vae'" in str(error.value) and "missing" in str(error.value)
 
 
@@ -274,9 +265,9 @@ def test_a_component_class_outside_the_known_ones_is_never_instantiated(
     (folder / "model_index.json").write_text(json.dumps(index))
     with ImageEngineClient() as c:
         with pytest.raises(ImageLoadError) as error:
-            c.load(ImageLoadRequest(str(folder)))
+            c.load(image.ImageLoadRequest(str(folder)))
         assert "my_module.ArbitraryCode" in str(error.value)
-        c.load(ImageLoadRequest(str(tiny_pipeline)))  # the worker is fine
+        c.load(image.ImageLoadRequest(str(tiny_pipeline)))  # the worker is fine
         assert c.loaded is not None
 
 
@@ -329,24 +320,24 @@ def test_several_images_use_consecutive_seeds_each_reproducible_alone(
     assert [r.seed for r in made] == [50, 51] and [r.image_index for r in made] == [0, 1]
     alone = results(list(client.generate(request(seed=51))))[0]
     assert pixels(alone) == pixels(made[1])
-    progress = [e for e in events if isinstance(e, StepProgress)]
+    progress = [e for e in events if isinstance(e, image.StepProgress)]
     assert [(p.image_index, p.step) for p in progress] == [(0, 1), (0, 2), (1, 1), (1, 2)]
     assert progress[-1].eta_s == 0.0 and progress[0].eta_s > 0
 
 
 def test_step_progress_then_previews_then_image_metrics_done(client: ImageEngineClient) -> None:
     events = list(client.generate(request(steps=4, preview_every=1)))
-    steps = [e for e in events if isinstance(e, StepProgress)]
+    steps = [e for e in events if isinstance(e, image.StepProgress)]
     assert [s.step for s in steps] == [1, 2, 3, 4] and all(s.steps == 4 for s in steps)
     assert all(s.s_per_step > 0 for s in steps)
-    previews = [e for e in events if isinstance(e, Preview)]
+    previews = [e for e in events if isinstance(e, image.Preview)]
     assert len(previews) >= 1
     for preview in previews:
-        with Image.open(io.BytesIO(preview.png)) as image:
-            assert image.format == "PNG" and image.size == (8, 8) == (preview.width, preview.height)
-    assert [type(e) for e in events[-3:]] == [ImageResult, ImageMetrics, Done]
+        with Image.open(io.BytesIO(preview.png)) as png:
+            assert png.format == "PNG" and png.size == (8, 8) == (preview.width, preview.height)
+    assert [type(e) for e in events[-3:]] == [image.ImageResult, image.ImageMetrics, image.Done]
     metrics = events[-2]
-    assert isinstance(metrics, ImageMetrics) and metrics.images == 1 and metrics.steps == 4
+    assert isinstance(metrics, image.ImageMetrics) and metrics.images == 1 and metrics.steps == 4
     assert metrics.device == "cpu" and metrics.memory_mode == "full"
 
 
@@ -373,11 +364,11 @@ def test_cancel_mid_run_stops_within_a_step_and_makes_no_image(client: ImageEngi
     events: list[object] = []
     for event in client.generate(req):
         events.append(event)
-        if isinstance(event, StepProgress):
+        if isinstance(event, image.StepProgress):
             seen.append(event.step)
             if event.step == 2:
                 client.cancel(req.request_id)
-    assert isinstance(events[-1], Done) and events[-1].reason == "cancelled"
+    assert isinstance(events[-1], image.Done) and events[-1].reason == "cancelled"
     assert not results(events)
     assert max(seen) < 200  # in practice 2 or 3: the cancel is read after every step
     assert len(results(list(client.generate(request())))) == 1
@@ -386,13 +377,13 @@ def test_cancel_mid_run_stops_within_a_step_and_makes_no_image(client: ImageEngi
 def test_leaving_the_loop_early_cancels_the_generation(tiny_pipeline: Path) -> None:
     abandoned = request(steps=200)
     with ImageEngineClient() as c:  # its own worker, so that its log is this test's
-        c.load(ImageLoadRequest(str(tiny_pipeline)))
+        c.load(image.ImageLoadRequest(str(tiny_pipeline)))
         for event in c.generate(abandoned):
-            if isinstance(event, StepProgress):
+            if isinstance(event, image.StepProgress):
                 break
         # The next run is complete, and the worker took it up only after ending the first.
         events = list(c.generate(request()))
-        assert isinstance(events[-1], Done) and events[-1].reason == "complete"
+        assert isinstance(events[-1], image.Done) and events[-1].reason == "complete"
     ends = [
         line
         for line in log_file(IMAGE_WORKER.log_name).read_text().splitlines()
@@ -412,10 +403,10 @@ def test_an_sdxl_layout_pipeline_generates(tmp_path: Path) -> None:
         capture_output=True,
     )
     with ImageEngineClient() as c:
-        events = list(c.generate(request(steps=2), load=ImageLoadRequest(str(folder))))
-    loaded = next(e for e in events if isinstance(e, ImageLoaded))
+        events = list(c.generate(request(steps=2), load=image.ImageLoadRequest(str(folder))))
+    loaded = next(e for e in events if isinstance(e, image.ImageLoaded))
     assert loaded.pipeline == "StableDiffusionXLPipeline" and loaded.family == "sdxl"
-    components = {e.component for e in events if isinstance(e, ImageLoadProgress)}
+    components = {e.component for e in events if isinstance(e, image.ImageLoadProgress)}
     assert {"text_encoder_2", "tokenizer_2"} <= components
     assert len(results(events)) == 1
 
@@ -450,7 +441,7 @@ def test_memory_mode_chosen_on_simulated_machines_is_applied_by_name(
     modes = {m.value for m in chosen.values()} | {"attention_slicing", "vae_tiling"}
     with ImageEngineClient() as c:
         for mode in sorted(modes):
-            loaded = c.load(ImageLoadRequest(str(tiny_pipeline), memory_mode=mode))
+            loaded = c.load(image.ImageLoadRequest(str(tiny_pipeline), memory_mode=mode))
             made = results(list(c.generate(request())))
             assert len(made) == 1
             if mode in ("model_cpu_offload", "sequential_cpu_offload"):
@@ -469,7 +460,7 @@ def test_memory_mode_chosen_on_simulated_machines_is_applied_by_name(
 def test_a_worker_killed_mid_generation_is_reported_and_the_next_run_uses_a_fresh_one(
     tiny_pipeline: Path,
 ) -> None:
-    load = ImageLoadRequest(str(tiny_pipeline))
+    load = image.ImageLoadRequest(str(tiny_pipeline))
     with ImageEngineClient() as c:
         c.load(load)
         old_pid = c.pid
@@ -477,7 +468,7 @@ def test_a_worker_killed_mid_generation_is_reported_and_the_next_run_uses_a_fres
         seen = 0
         with pytest.raises(WorkerCrashedError) as error:
             for event in c.generate(request(steps=200)):
-                if isinstance(event, StepProgress):
+                if isinstance(event, image.StepProgress):
                     seen += 1
                     if seen == 2:
                         os.kill(old_pid, signal.SIGKILL)
@@ -494,16 +485,8 @@ def test_a_worker_killed_mid_generation_is_reported_and_the_next_run_uses_a_fres
 
 def test_unload_ends_the_worker_process(tiny_pipeline: Path) -> None:
     c = ImageEngineClient()
-    c.load(ImageLoadRequest(str(tiny_pipeline)))
-    pid = c.pid
-    assert c.is_alive() and pid is not None
-    c.unload()
-    assert not c.is_alive() and c.pid is None and c.loaded is None
-    assert c.exitcode == 0  # it exited by itself, not terminated
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
-    with pytest.raises(NotLoadedError):
-        list(c.generate(request()))
+    c.load(image.ImageLoadRequest(str(tiny_pipeline)))
+    assert_unload_ends_the_worker(c, lambda: list(c.generate(request())))
 
 
 @pytest.mark.slow
@@ -520,7 +503,7 @@ def test_chat_and_image_workers_run_at_once_and_each_survives_the_others_crash(
         )
         return "".join(e.text for e in events if isinstance(e, TokenEvent))
 
-    load = ImageLoadRequest(str(tiny_pipeline))
+    load = image.ImageLoadRequest(str(tiny_pipeline))
     with ChatEngineClient() as chat_client, ImageEngineClient() as image_client:
         chat_client.load(LoadRequest(str(gemma_gguf), n_ctx=512, n_gpu_layers=0, n_threads=2))
         image_client.load(load)

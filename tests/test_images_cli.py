@@ -26,10 +26,9 @@ from app.engines.image_diffusers.protocol import StepProgress
 from app.engines.worker.process import WorkerCrashedError
 from app.sessions.image import ImageSession, ImageSettings
 from app.store import open_default_database
+from app.store.errors import ImageNotFoundError, NotAHearthImageError
 from app.store.gallery import (
-    ImageNotFoundError,
     ImageParams,
-    NotAHearthImageError,
     delete_image,
     export_image,
     get_image,

@@ -362,6 +362,13 @@ def test_raise_exception_message_is_kept() -> None:
 # --------------------------------------------------------------------------- hostile
 
 
+def refusal(template: str, **limits: float) -> ChatTemplateError:
+    """Render `template` over CONVERSATION; the error it must be refused with."""
+    with pytest.raises(ChatTemplateError) as info:
+        render_chat(template, CONVERSATION, **limits)
+    return info.value
+
+
 @pytest.mark.parametrize(
     "template",
     [
@@ -374,18 +381,15 @@ def test_raise_exception_message_is_kept() -> None:
     ],
 )
 def test_python_internals_are_blocked(template: str) -> None:
-    with pytest.raises(ChatTemplateError) as info:
-        render_chat(template, CONVERSATION)
-    assert info.value.cause == (
+    error = refusal(template)
+    assert error.cause == (
         "The model's chat template tried to reach Python internals and was blocked."
     )
-    assert info.value.kind == "unsafe"
+    assert error.kind == "unsafe"
 
 
 def test_changing_the_messages_is_blocked() -> None:
-    with pytest.raises(ChatTemplateError) as info:
-        render_chat("{{ messages.append(1) }}", CONVERSATION)
-    assert info.value.kind == "unsafe"
+    assert refusal("{{ messages.append(1) }}").kind == "unsafe"
 
 
 @pytest.mark.parametrize(
@@ -403,9 +407,8 @@ def test_changing_the_messages_is_blocked() -> None:
 )
 def test_runaway_loops_are_stopped(template: str) -> None:
     started = time.monotonic()
-    with pytest.raises(ChatTemplateError) as info:
-        render_chat(template, CONVERSATION, timeout_s=1.0)
-    assert info.value.kind in ("timeout", "too_large")
+    error = refusal(template, timeout_s=1.0)
+    assert error.kind in ("timeout", "too_large")
     assert time.monotonic() - started < 30  # generous: the machine is shared
 
 
@@ -427,9 +430,7 @@ def test_runaway_loops_are_stopped(template: str) -> None:
     ],
 )
 def test_memory_bombs_are_refused(template: str) -> None:
-    with pytest.raises(ChatTemplateError) as info:
-        render_chat(template, CONVERSATION)
-    assert info.value.kind == "too_large"
+    assert refusal(template).kind == "too_large"
 
 
 def test_output_is_capped() -> None:
@@ -442,18 +443,16 @@ def test_output_is_capped() -> None:
 
 
 def test_syntax_error_names_the_line() -> None:
-    with pytest.raises(ChatTemplateError) as info:
-        render_chat("line one\nline two\n{% if %}\n", CONVERSATION)
-    assert info.value.kind == "syntax"
-    assert info.value.line == 3
-    assert "line 3" in str(info.value)
+    error = refusal("line one\nline two\n{% if %}\n")
+    assert error.kind == "syntax"
+    assert error.line == 3
+    assert "line 3" in str(error)
 
 
 def test_runtime_error_names_the_line() -> None:
-    with pytest.raises(ChatTemplateError) as info:
-        render_chat("fine\n{{ 1 + 'a' }}", CONVERSATION)
-    assert info.value.line == 2
-    assert "line 2" in str(info.value)
+    error = refusal("fine\n{{ 1 + 'a' }}")
+    assert error.line == 2
+    assert "line 2" in str(error)
 
 
 def test_module_does_not_import_llama_cpp() -> None:

@@ -285,6 +285,7 @@ def _pull_command(args: argparse.Namespace) -> str:
 def cmd_downloads(args: argparse.Namespace) -> int:
     """The download queue: progress and errors."""
     from app.hub.downloads import DownloadQueue
+    from app.store.downloads import DownloadState
 
     queue = DownloadQueue()
     try:
@@ -306,7 +307,7 @@ def cmd_downloads(args: argparse.Namespace) -> int:
         done, size = format_size(j.bytes_done, digits=1), format_size(j.size, digits=1)
         progress = f"{done} / {size} {100 * j.fraction:3.0f}%"
         rows.append([j.id, j.state.value, progress, f"{j.name} ({j.repo})"])
-        if j.error and j.state.value == "failed":
+        if j.error and j.state is DownloadState.FAILED:
             rows.append(["", "", "", j.error])
     print_table(["ID", "STATE", "PROGRESS", "MODEL (REPO)"], rows)
     print("\nPaused or failed downloads resume when you run the same `hearth models pull` again.")

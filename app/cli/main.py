@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
 from app import __version__
 from app.errors import HearthError
 from app.startup import check_dependencies, setup_logging
+
+log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,16 +52,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     from app.cli.output import EXIT_INTERRUPTED, print_error
 
     args = build_parser().parse_args(argv)
-    setup_logging("hearth")
+    log_path = setup_logging("hearth")
+    # Only the command's name: its arguments may be a prompt, which is never logged.
+    command = " ".join(
+        str(name) for name in (args.command, getattr(args, "models_command", None)) if name
+    )
+    log.info("command: %s", command or "gui")
     try:
         if args.handler is None:
             return _launch_gui()
-        return int(args.handler(args))
+        status = int(args.handler(args))
+        log.info("command %s ended with status %d", command or "gui", status)
+        return status
     except HearthError as exc:
+        log.warning("command %s failed: %s", command, type(exc).__name__)
         return print_error(exc)
     except KeyboardInterrupt:
+        log.info("command %s interrupted", command)
         print("\ninterrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as exc:
+        log.exception("command %s crashed", command)
+        return print_error(
+            HearthError(
+                f"Hearth hit an unexpected error ({type(exc).__name__}: {exc}).",
+                f"The details are in {log_path}; please attach that file to a bug report.",
+            )
+        )
 
 
 def _launch_gui() -> int:

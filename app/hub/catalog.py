@@ -39,6 +39,8 @@ ENTRY_FIELDS = ("name", "kind", "title", "repo", "license", "description", "vari
 
 
 class CatalogError(HearthError):
+    """The catalog shipped with Hearth cannot be read or does not follow its schema."""
+
     default_remedy = "Reinstall Hearth: its catalog file is damaged."
 
 

@@ -30,6 +30,8 @@ DISK_MARGIN = 256 * MiB
 
 
 class StarterModelError(HearthError):
+    """The starter model's parts are missing, incomplete, or do not match their checksum."""
+
     default_remedy = "Run `hearth models starter` again; it resumes from the parts it has."
 
 

@@ -7,8 +7,9 @@ from enum import StrEnum
 
 from sqlite_utils import Database
 
-from app.store.db import CorruptDatabaseError, open_database
-from app.store.migrations import NewerDatabaseError, migrate
+from app.store.db import open_database
+from app.store.errors import CorruptDatabaseError, NewerDatabaseError
+from app.store.migrations import migrate
 
 __all__ = [
     "CorruptDatabaseError",

@@ -12,10 +12,7 @@ from sqlite_utils import Database
 
 from app.errors import HearthError
 from app.store import MessageState, utc_now
-
-
-class ConversationNotFoundError(HearthError):
-    default_remedy = "Run `hearth history list` to see the conversations and their ids."
+from app.store.errors import ConversationNotFoundError
 
 
 @dataclass(frozen=True)

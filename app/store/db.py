@@ -8,24 +8,13 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from app.errors import HearthError
+from app.store.errors import CorruptDatabaseError
 from app.store.migrations import check_not_newer, migrate
 
 BUSY_TIMEOUT_S = 5.0
 
 # Primary SQLite result codes that mean the file itself is damaged or not SQLite at all.
 _DAMAGED_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
-
-
-class CorruptDatabaseError(HearthError):
-    """The file is not a SQLite database, or SQLite's integrity check fails on it."""
-
-    def __init__(self, path: Path | str, reason: str) -> None:
-        self.path = Path(path)
-        self.reason = reason
-        super().__init__(
-            f"The database at {path} is damaged ({reason}).",
-            "Hearth left it untouched: move it aside (or restore a backup) and start Hearth again.",
-        )
 
 
 def open_database(path: Path) -> Database:

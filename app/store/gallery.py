@@ -31,18 +31,11 @@ from sqlite_utils import Database
 from app import __version__
 from app.errors import HearthError
 from app.store import utc_now
+from app.store.errors import ImageNotFoundError, NotAHearthImageError
 
 PARTIAL_SUFFIX = ".partial"
 #: The PNG text chunk holding every setting as JSON (the one `read_png_parameters` trusts).
 JSON_CHUNK = "hearth"
-
-
-class ImageNotFoundError(HearthError):
-    default_remedy = "Run `hearth images list` to see the images and their ids."
-
-
-class NotAHearthImageError(HearthError):
-    default_remedy = "Only PNG images made by Hearth carry their settings."
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 from sqlite_utils import Database
 from sqlite_utils.db import ForeignKey
 
-from app.errors import HearthError
+from app.store.errors import NewerDatabaseError
 
 Migration = Callable[[Database], None]
 
@@ -33,20 +33,6 @@ def migration(fn: Migration) -> Migration:
         raise ValueError(f"A migration named {fn.__name__!r} is already registered.")
     MIGRATIONS.append(fn)
     return fn
-
-
-class NewerDatabaseError(HearthError):
-    """The database records schema changes this version of Hearth does not know."""
-
-    def __init__(self, path: Path | str, schema: int, known: int) -> None:
-        self.path = Path(path)
-        self.schema = schema
-        self.known = known
-        super().__init__(
-            f"The database at {path} was written by a newer version of Hearth "
-            f"(schema {schema}, this version knows {known}).",
-            "Update Hearth, or set HEARTH_HOME to use a different folder.",
-        )
 
 
 @dataclass(frozen=True)

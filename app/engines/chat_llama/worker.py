@@ -101,7 +101,7 @@ def describe_model_file_problem(path: str) -> str | None:
     return None
 
 
-class _StopMatcher:
+class StopMatcher:
     """Finds stop strings in streamed text, holding back text that may begin one."""
 
     def __init__(self, stops: Sequence[str]) -> None:
@@ -438,7 +438,7 @@ class _ChatWorker(WorkerServer):
             reason = "length"
             llm.set_seed(req.seed if req.seed is not None else random.randrange(2**31))
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-            stops = _StopMatcher(req.stop)
+            stops = StopMatcher(req.stop)
             hit = False
             # The whole prompt is in the KV cache now, so generate() samples at once.
             gen = llm.generate(

@@ -64,6 +64,7 @@ from app.engines.worker.serve import (
     exit_when_orphaned,
     run_worker,
 )
+from app.planner.image import Device, Dtype, ImageMemoryMode
 
 #: Pipelines Hearth runs, by `_class_name` in model_index.json. SD-Turbo and SDXL-Turbo use
 #: these same classes; LCM-distilled SD models run in the plain SD pipeline.
@@ -640,8 +641,8 @@ class _ImageWorker(WorkerServer):
     def _finish_load(self, loading: _Loading) -> None:
         req = loading.req
         mode = req.memory_mode
-        if mode in ("model_cpu_offload", "sequential_cpu_offload"):
-            if req.device == "cpu":
+        if mode in (ImageMemoryMode.MODEL_CPU_OFFLOAD, ImageMemoryMode.SEQUENTIAL_CPU_OFFLOAD):
+            if req.device == Device.CPU:
                 self.notes.append(
                     f"'{mode}' does not apply on the CPU (the weights are already in system "
                     "RAM): running in 'full' mode."
@@ -978,7 +979,7 @@ def _weight_files(sub: Path, dtype: str) -> tuple[list[Path], str | None]:
     files = sorted(sub.glob("*.safetensors"))
     fp16 = [p for p in files if ".fp16." in p.name]
     plain = [p for p in files if p not in fp16]
-    if dtype == "float16" and fp16:
+    if dtype == Dtype.FLOAT16 and fp16:
         return fp16, "fp16"
     if plain:
         return plain, None

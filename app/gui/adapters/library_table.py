@@ -12,7 +12,7 @@ from PySide6.QtGui import QColor
 from app.errors import HearthError
 from app.hardware.detect import this_machine
 from app.hardware.profile import HardwareProfile
-from app.humanize import format_gib
+from app.humanize import format_size
 from app.models.kinds import ModelPlan, kind_spec, plan_model
 from app.planner import FitVerdict, LoadPlan
 from app.store import open_default_database
@@ -79,11 +79,11 @@ def plan_summary(plan: ModelPlan) -> str:
     if isinstance(plan, LoadPlan):
         return (
             f"{plan.backend.value}, {plan.threads} threads, {plan.n_ctx:,} ctx, "
-            f"needs {format_gib(plan.estimate.total)}"
+            f"needs {format_size(plan.estimate.total)}"
         )
     return (
         f"{plan.device.value} ({plan.dtype.value}), {plan.memory_mode.value} memory mode, "
-        f"{plan.width}x{plan.height}, needs {format_gib(plan.peak_device_bytes)}"
+        f"{plan.width}x{plan.height}, needs {format_size(plan.peak_device_bytes)}"
     )
 
 
@@ -166,7 +166,7 @@ class LibraryTableModel(QAbstractTableModel):
         if column == Column.ARCHITECTURE:
             return " ".join(x for x in (model.architecture, model.quantization) if x)
         if column == Column.SIZE:
-            return format_gib(model.size_bytes or 0, digits=2)
+            return format_size(model.size_bytes or 0)
         if column == Column.VERDICT:
             return row.verdict_text
         return plan_summary(row.plan) if row.plan is not None else (row.problem or "")
