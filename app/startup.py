@@ -89,6 +89,18 @@ def setup_logging(process: str, *, level: int = logging.INFO) -> Path:
     return path
 
 
+def unexpected_error(exc: BaseException) -> HearthError:
+    """A bug, said the one way every face says it: what broke, and the log holding the trace.
+
+    Call it after logging the exception (`log.exception`), so the file it names has it.
+    """
+    path = _active.path if _active is not None else log_file("hearth")
+    return HearthError(
+        f"Hearth hit an unexpected error ({type(exc).__name__}: {exc}).",
+        f"The details are in {path}; please attach that file to a bug report.",
+    )
+
+
 # --- dependency checks ----------------------------------------------------------------------
 
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from app import __version__
 from app.errors import HearthError
-from app.startup import check_dependencies, setup_logging
+from app.startup import check_dependencies, setup_logging, unexpected_error
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from app.cli.output import EXIT_INTERRUPTED, print_error
 
     args = build_parser().parse_args(argv)
-    log_path = setup_logging("hearth")
+    setup_logging("hearth")
     # Only the command's name: its arguments may be a prompt, which is never logged.
     command = " ".join(
         str(name) for name in (args.command, getattr(args, "models_command", None)) if name
@@ -73,12 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except Exception as exc:
         log.exception("command %s crashed", command)
-        return print_error(
-            HearthError(
-                f"Hearth hit an unexpected error ({type(exc).__name__}: {exc}).",
-                f"The details are in {log_path}; please attach that file to a bug report.",
-            )
-        )
+        return print_error(unexpected_error(exc))
 
 
 def _launch_gui() -> int:

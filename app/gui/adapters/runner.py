@@ -8,6 +8,7 @@ from collections.abc import Callable
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, SignalInstance, Slot
 
 from app.errors import HearthError
+from app.startup import unexpected_error
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class _Task(QRunnable):
             self._emit(self.job._raised, str(exc))
         except Exception as exc:  # a bug or a damaged file: say so in the window, log the trace
             log.exception("background job failed")
-            self._emit(self.job._raised, f"{exc} ({type(exc).__name__}; details in the log).")
+            self._emit(self.job._raised, str(unexpected_error(exc)))
         else:
             self._emit(self.job._finished, result)
 
