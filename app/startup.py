@@ -35,6 +35,17 @@ def crash_file(process: str) -> Path:
     return hearth_paths().crash_file(process)
 
 
+class _QuietFileHandler(logging.handlers.RotatingFileHandler):
+    """The log file; a record it cannot write (the disk filled up) is dropped quietly.
+
+    logging's default prints a traceback to stderr for each one, in the middle of the
+    terminal output where the person is reading the one sentence about the full disk.
+    """
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        return None
+
+
 @dataclass
 class _ActiveLog:
     """The log this process writes now: its file, its handler, and the crash-trace file."""
@@ -67,7 +78,7 @@ def setup_logging(process: str, *, level: int = logging.INFO) -> Path:
             _active.crash.close()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handler: logging.Handler = logging.handlers.RotatingFileHandler(
+        handler: logging.Handler = _QuietFileHandler(
             path, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8", delay=True
         )
     except OSError:

@@ -20,8 +20,14 @@ def write_tiny_gguf(
     vocab: int = 64,
     chat_template: str | None = None,
     name: str = "Tiny Test Model",
+    chat_ready: bool = False,
 ) -> Path:
-    """A GGUF with a llama-shaped tensor table filled with small random float32 weights."""
+    """A GGUF with a llama-shaped tensor table filled with small random float32 weights.
+
+    `chat_ready` gives it a vocabulary llama.cpp can tokenize any text with (`<unk>`, `<s>`,
+    `</s>` and the 256 byte tokens of SentencePiece's byte fallback), so it can be loaded and
+    chatted with (nonsense, quickly); the default 64 `tN` tokens only load.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = GGUFWriter(str(path), arch)
     writer.add_name(name)
@@ -33,7 +39,17 @@ def write_tiny_gguf(
     writer.add_head_count_kv(n_head_kv)
     writer.add_layer_norm_rms_eps(1e-5)
     writer.add_tokenizer_model("llama")
-    writer.add_token_list([f"t{i}".encode() for i in range(vocab)])
+    if chat_ready:
+        tokens = [b"<unk>", b"<s>", b"</s>"] + [f"<0x{b:02X}>".encode() for b in range(256)]
+        vocab = len(tokens)
+        writer.add_token_list(tokens)
+        writer.add_token_scores([0.0] * vocab)
+        writer.add_token_types([2, 3, 3] + [6] * 256)  # unknown, control x2, byte
+        writer.add_bos_token_id(1)
+        writer.add_eos_token_id(2)
+        writer.add_unk_token_id(0)
+    else:
+        writer.add_token_list([f"t{i}".encode() for i in range(vocab)])
     if chat_template is not None:
         writer.add_chat_template(chat_template)
     rng = np.random.default_rng(0)

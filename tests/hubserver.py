@@ -69,6 +69,11 @@ class HubFile:
     release: threading.Event = field(default_factory=threading.Event)
     hold_timeout: float = 30.0
     reached_hold: threading.Event = field(default_factory=threading.Event)
+    #: Stop sending (keeping the connection open, as a stalled proxy does) once this many
+    #: bytes of the file have been sent, for `stalls` responses (ALWAYS: every one); the
+    #: stall lasts until the client gives up or the server stops.
+    stall_at: int | None = None
+    stalls: int = 1
     #: The size the listings claim instead of the real one: stands in for a multi-GB file
     #: in tests that only list a repo (never download such a file).
     listed_size: int | None = None
@@ -246,6 +251,11 @@ class _Server(ThreadingHTTPServer):
         super().__init__(address, handler)
         self.hub = hub
         self.role = role
+        self.stopping = threading.Event()  # set by stop(): stalled handlers let go
+
+    def shutdown(self) -> None:
+        self.stopping.set()
+        super().shutdown()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -482,8 +492,12 @@ class _Handler(BaseHTTPRequestHandler):
         if self._method == "HEAD":
             return
         drop_at = self._drop_point(hub_file)
+        stall_at = self._stall_point(hub_file)
         offset = 0
         while offset < len(data):
+            if stall_at is not None and start + offset >= stall_at:
+                self._stall()
+                return
             piece = data[offset : offset + hub_file.chunk]
             if drop_at is not None and offset + len(piece) >= drop_at:
                 piece = piece[: max(drop_at - offset, 0)]
@@ -504,6 +518,27 @@ class _Handler(BaseHTTPRequestHandler):
         if hub_file.drops > 0:
             hub_file.drops -= 1
         return hub_file.drop_after
+
+    def _stall_point(self, hub_file: HubFile) -> int | None:
+        if hub_file.stall_at is None or hub_file.stalls == 0:
+            return None
+        if hub_file.stalls > 0:
+            hub_file.stalls -= 1
+        return hub_file.stall_at
+
+    def _stall(self) -> None:
+        """Send nothing more, until the client hangs up or the server stops."""
+        self.close_connection = True
+        stopping = self.server.stopping
+        self.connection.settimeout(0.2)
+        while not stopping.is_set():
+            try:
+                if not self.connection.recv(1, socket.MSG_PEEK):
+                    return  # the client closed its end
+            except TimeoutError:
+                continue
+            except OSError:
+                return
 
     def _write(self, piece: bytes) -> None:
         self._served.body_bytes += len(piece)
@@ -677,6 +712,49 @@ def standard_repos(folder: Path, *, big: bool = False) -> list[HubRepo]:
         license="llama3.1",
     )
     return [tiny, split, no_gguf, gated]
+
+
+class SilentServer:
+    """A server on 127.0.0.1 that accepts connections and never answers (a stalled proxy,
+    a captive portal): what a client without read timeouts waits on for ever.
+
+    >>> with SilentServer() as silent:  # doctest: +SKIP
+    ...     os.environ["HF_ENDPOINT"] = silent.url
+    """
+
+    def __init__(self) -> None:
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock.settimeout(0.1)
+        self._stop = threading.Event()
+        self._held: list[socket.socket] = []
+        self.accepted = 0
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self._held.append(conn)  # read nothing, send nothing, close nothing
+            self.accepted += 1
+
+    def __enter__(self) -> SilentServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        for conn in self._held:
+            conn.close()
+        self._sock.close()
 
 
 @contextmanager

@@ -99,6 +99,9 @@ def _load(session: Any, args: argparse.Namespace, settings: Any) -> None:
         print(f"loaded in {loaded.load_s:.1f} s", file=sys.stderr)
         if loaded.note:
             print(f"note: {loaded.note}", file=sys.stderr)
+        template_note = session.model.template.replacement_note if session.model else None
+        if template_note:
+            print(f"note: {template_note}", file=sys.stderr)
 
 
 def _turn(

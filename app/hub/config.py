@@ -4,24 +4,35 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from app.hub.errors import HubUnreachableError, OfflineError, short_reason
+from app.hub.errors import HubNotAnsweringError, HubUnreachableError, OfflineError, short_reason
 
 if TYPE_CHECKING:
+    import httpx2
     from huggingface_hub import HfApi
     from sqlite_utils import Database
+
+T = TypeVar("T")
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 #: Settings keys (the environment variables, when set, win over them).
 SETTING_ENDPOINT = "hub.endpoint"
 SETTING_OFFLINE = "hub.offline"
-#: A Hub that does not answer within these is treated as unreachable: never hang.
+#: A Hub that does not answer within these is treated as unreachable: never hang. Every
+#: request huggingface_hub makes for Hearth gets them when its caller set none (see
+#: `_finite_timeouts`); downloads read with huggingface_hub's HF_HUB_DOWNLOAD_TIMEOUT (10 s).
 CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 20.0
+#: A search or metadata call (listing models, a repo's files) gives up after this long in
+#: all, retries included: a proxy or captive portal that accepts the connection and never
+#: answers costs seconds, not minutes. HEARTH_HUB_TIMEOUT (seconds) changes it for slow links.
+API_DEADLINE_S = 8.0
 
 _TRUE = {"1", "ON", "YES", "TRUE"}
 
@@ -101,13 +112,54 @@ def hub_api(config: HubConfig) -> HfApi:
 
     from app import __version__
 
-    _bound_default_timeouts()
+    bound_timeouts()
     return HfApi(
         endpoint=config.endpoint,
         token=config.token,
         library_name="hearth",
         library_version=__version__,
     )
+
+
+def api_deadline_s(environ: dict[str, str] | None = None) -> float:
+    """API_DEADLINE_S, or HEARTH_HUB_TIMEOUT when it is a positive number of seconds."""
+    raw = (os.environ if environ is None else environ).get("HEARTH_HUB_TIMEOUT", "")
+    try:
+        value = float(raw)
+    except ValueError:
+        return API_DEADLINE_S
+    return value if value > 0 else API_DEADLINE_S
+
+
+def within_deadline(call: Callable[[], T], config: HubConfig, deadline_s: float | None = None) -> T:
+    """Run one Hub call, giving up after `deadline_s` (default: `api_deadline_s()`) in all.
+
+    huggingface_hub retries timed-out requests up to five times, so its own timeouts add up
+    to minutes; the call runs in a daemon thread that is left to end on its own read timeout
+    when it overruns. Raises HubNotAnsweringError then.
+    """
+    limit = api_deadline_s() if deadline_s is None else deadline_s
+    outcome: list[Any] = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as exc:  # handed to the caller's thread below
+            outcome.append((False, exc))
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="hub-call", daemon=True).start()
+    if not done.wait(limit):
+        raise HubNotAnsweringError(
+            f"The Hub at {config.endpoint} accepted the connection but sent no answer within "
+            f"{limit:.0f} s."
+        )
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
 
 
 def check_reachable(endpoint: str) -> None:
@@ -132,15 +184,54 @@ def check_reachable(endpoint: str) -> None:
         ) from exc
 
 
-def _bound_default_timeouts() -> None:
-    """Give huggingface_hub's shared client finite timeouts (its default is none at all).
+def bound_timeouts() -> None:
+    """Make every request huggingface_hub sends for Hearth time out (its default is never).
 
-    Calls that pass their own timeout (downloads, file metadata) keep it; this bounds the
-    ones that do not, such as listing models, so a dead network cannot hang Hearth.
+    Setting the shared client's timeout is not enough: some calls (listing models) pass
+    `timeout=None` explicitly, which turns timeouts off for that request. So Hearth installs a
+    client factory whose client also fills in any missing timeout just before each request
+    is sent.
     """
-    import httpx2
-    from huggingface_hub import get_session
+    global _BOUNDED
+    if _BOUNDED:
+        return
+    from huggingface_hub import set_client_factory
 
-    session = get_session()
-    if session.timeout.connect is None or session.timeout.read is None:
-        session.timeout = httpx2.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
+    with _BOUND_LOCK:
+        if not _BOUNDED:
+            set_client_factory(bounded_client)
+            _BOUNDED = True
+
+
+_BOUNDED = False
+_BOUND_LOCK = threading.Lock()
+_TIMEOUT_DEFAULTS = {
+    "connect": CONNECT_TIMEOUT_S,
+    "read": READ_TIMEOUT_S,
+    "write": READ_TIMEOUT_S,
+    "pool": CONNECT_TIMEOUT_S,
+}
+
+
+def bounded_client() -> httpx2.Client:
+    """A client like huggingface_hub's own (its request hook, redirects) with timeouts."""
+    import httpx2
+    from huggingface_hub.utils._http import default_client_factory
+
+    client = default_client_factory()
+    client.timeout = httpx2.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
+    hooks = client.event_hooks
+    client.event_hooks = {
+        "request": [*hooks.get("request", []), _finite_timeouts],
+        "response": list(hooks.get("response", [])),
+    }
+    return client
+
+
+def _finite_timeouts(request: httpx2.Request) -> None:
+    """Give a request Hearth's timeouts wherever it has none (a request event hook)."""
+    timeout = dict(request.extensions.get("timeout") or {})
+    for key, default in _TIMEOUT_DEFAULTS.items():
+        if timeout.get(key) is None:
+            timeout[key] = default
+    request.extensions["timeout"] = timeout

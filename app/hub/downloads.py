@@ -10,6 +10,7 @@ and registered, so a killed download never leaves a half-model in the list.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import logging
 import threading
@@ -23,7 +24,7 @@ from typing import Any
 import sqlite_utils
 
 from app.errors import HearthError
-from app.hub.config import HubConfig, hub_api, hub_config
+from app.hub.config import HubConfig, hub_api, hub_config, within_deadline
 from app.hub.errors import HubError
 from app.hub.quants import GgufVariant, parse_quant
 from app.hub.transfer import (
@@ -39,7 +40,13 @@ from app.hub.transfer import (
 )
 from app.humanize import MiB
 from app.models import library
-from app.models.files import atomic_move, check_free_space
+from app.models.files import (
+    DiskFullError,
+    atomic_move,
+    check_free_space,
+    disk_full_error,
+    is_disk_full,
+)
 from app.paths import HearthPaths, hearth_paths
 from app.store import downloads as table
 from app.store import open_database
@@ -202,6 +209,10 @@ class DownloadQueue:
         self._threads: list[threading.Thread] = []
         self._only: set[str] | None = None
         self._closing = False
+        #: Failures the database could not take (its disk is full): row id -> message. The
+        #: snapshots show them, so waiting ends and the person reads why; they are written
+        #: when the database takes writes again.
+        self._unsaved_failures: dict[str, str] = {}
         self._recover_interrupted()
 
     # --- public API -----------------------------------------------------------------------
@@ -314,6 +325,7 @@ class DownloadQueue:
         """Stop a job and delete its partial files. A model already in the library stays."""
         self._require(job_id)
         with self._lock:
+            self._save_unsaved_failures()
             db = self._db()
             table.set_job_state(db, job_id, DownloadState.CANCELLED, (*_ACTIVE, *_STOPPED))
             if self.job(job_id).state != DownloadState.COMPLETE:
@@ -436,11 +448,16 @@ class DownloadQueue:
                 self._changed.notify_all()
         except TransferStopped as stop:
             self._stopped(row, stop.reason)
+        except DiskFullError as exc:  # name the download cache, not the job's own folder
+            self._fail(row, str(self._disk_full(exc.__cause__ or OSError(errno.ENOSPC, ""))))
         except HearthError as exc:
             self._fail(row, str(exc))
         except Exception as exc:  # a bug or an unexpected library error: say so, keep data
-            log.exception("download %s failed unexpectedly", row.id)
-            self._fail(row, f"The download stopped unexpectedly ({type(exc).__name__}: {exc}).")
+            if is_disk_full(exc):  # the database's disk (the file's is mapped in transfer)
+                self._fail(row, str(self._disk_full(exc)))
+            else:
+                log.exception("download %s failed unexpectedly", row.id)
+                self._fail(row, f"The download stopped unexpectedly ({type(exc).__name__}: {exc}).")
         else:
             self._finalize_safely(job_id)
         finally:
@@ -455,8 +472,17 @@ class DownloadQueue:
         """How a transfer reports to this queue: disk checks, saved progress, listeners."""
         last_persist = [0.0]
 
+        def persist(done: int, size: int) -> None:
+            # Progress in the table is a hint (the partial file is the truth): a database
+            # on a full disk must not stop the download.
+            try:
+                table.record_progress(self._db(), transfer.row_id, done, size)
+            except Exception as exc:
+                if not is_disk_full(exc):
+                    raise
+
         def sized(done: int, size: int) -> None:
-            table.record_progress(self._db(), transfer.row_id, done, size)
+            persist(done, size)
 
         def advanced(n: int, done: int, size: int) -> None:
             with self._lock:
@@ -464,7 +490,7 @@ class DownloadQueue:
             now = time.monotonic()
             if now - last_persist[0] >= PERSIST_INTERVAL_S:
                 last_persist[0] = now
-                table.record_progress(self._db(), transfer.row_id, done, size)
+                persist(done, size)
             self._emit(transfer.job_id)
 
         return TransferHooks(
@@ -478,7 +504,10 @@ class DownloadQueue:
         job_id, filename = row.job_id, row.filename
         with self._lock:
             db = self._db()
-            table.record_progress(db, row.id, partial_size(self._partial_path(job_id, filename)))
+            with contextlib.suppress(Exception):  # a hint only; the partial file is the truth
+                table.record_progress(
+                    db, row.id, partial_size(self._partial_path(job_id, filename))
+                )
             if reason is StopReason.CANCEL:
                 self._delete_staged(job_id, filename)
                 self._set_row_state(row.id, DownloadState.CANCELLED, None)
@@ -492,14 +521,35 @@ class DownloadQueue:
     def _fail(self, row: DownloadRow, message: str) -> None:
         log.info("download of %s from %s failed: %s", row.filename, row.repo, message)
         with self._lock:
-            table.mark_failed(
-                self._db(),
-                row.id,
-                message,
-                bytes_done=partial_size(self._partial_path(row.job_id, row.filename)),
-                only_from=(DownloadState.RUNNING, DownloadState.PAUSED),
-            )
+            try:
+                table.mark_failed(
+                    self._db(),
+                    row.id,
+                    message,
+                    bytes_done=partial_size(self._partial_path(row.job_id, row.filename)),
+                    only_from=(DownloadState.RUNNING, DownloadState.PAUSED),
+                )
+            except Exception as exc:  # the failure path must survive a full disk too
+                if is_disk_full(exc) and not isinstance(exc, OSError):
+                    message = _also_full(message, self._disk_full(exc))
+                log.warning("could not record the failure of %s: %s", row.id, exc)
+                self._unsaved_failures[row.id] = message
             self._changed.notify_all()
+
+    def _disk_full(self, exc: BaseException) -> HearthError:
+        """The sentence for a full disk under the database (OSError: under staging)."""
+        folder = self.staging if isinstance(exc, OSError) else self.paths.data
+        return disk_full_error(
+            folder,
+            "Free some space and run the same command again: the download resumes where it "
+            "stopped.",
+        )
+
+    def _save_unsaved_failures(self) -> None:
+        """Write the failures the database refused earlier (called with the lock held)."""
+        for row_id, message in list(self._unsaved_failures.items()):
+            table.mark_failed(self._db(), row_id, message)
+            del self._unsaved_failures[row_id]
 
     # --- into the library -------------------------------------------------------------------
 
@@ -612,8 +662,12 @@ class DownloadQueue:
         try:
             config = self._hub()
             config.require_online()
-            info = hub_api(config).model_info(
-                row.repo, revision=row.revision, files_metadata=True, timeout=10
+            api = hub_api(config)
+            info = within_deadline(
+                lambda: api.model_info(
+                    row.repo, revision=row.revision, files_metadata=True, timeout=10
+                ),
+                config,
             )
         except Exception:
             return _JobInfo(license=None, hub_sha256={})
@@ -655,6 +709,7 @@ class DownloadQueue:
         """Put a job's files that are in `only_from` into `state`, stopping its transfers."""
         self._require(job_id)
         with self._lock:
+            self._save_unsaved_failures()
             table.set_job_state(self._db(), job_id, state, only_from)
             if stop is not None:
                 for transfer in self._transfers_of(job_id):
@@ -676,7 +731,12 @@ class DownloadQueue:
 
     def _mark_failed(self, row_id: str, message: str) -> None:
         with self._lock:
-            table.mark_failed(self._db(), row_id, message)
+            try:
+                table.mark_failed(self._db(), row_id, message)
+            except Exception as exc:
+                log.warning("could not record the failure of %s: %s", row_id, exc)
+                self._unsaved_failures[row_id] = message
+            self._changed.notify_all()
 
     def _recover_interrupted(self) -> None:
         """Rows a killed Hearth left `running` go back to `queued`, unless another live
@@ -740,7 +800,10 @@ class DownloadQueue:
                 done = r.size_bytes
             else:  # the file on disk is the truth (the table lags by up to a second)
                 done = partial_size(self._partial_path(job_id, r.filename))
-            status = (r.id, r.filename, r.dest, r.size_bytes, done, r.state, r.sha256, r.error)
+            state, error = r.state, r.error
+            if r.id in self._unsaved_failures:
+                state, error = DownloadState.FAILED, self._unsaved_failures[r.id]
+            status = (r.id, r.filename, r.dest, r.size_bytes, done, state, r.sha256, error)
             files.append(FileStatus(*status))
         state = self._job_state(files, bool(transfers))
         size = sum(f.size for f in files)
@@ -832,3 +895,8 @@ def _safe_repo_path(path: str) -> Path:
             "Hearth refused to download it; report the repo to its publisher.",
         )
     return Path(*parts)
+
+
+def _also_full(message: str, full: HearthError) -> str:
+    """`message`, unless it is about something else than the full disk: then both."""
+    return message if "is full" in message else f"{full} ({message})"

@@ -32,6 +32,14 @@ class HubUnreachableError(OfflineError):
     )
 
 
+class HubNotAnsweringError(HubUnreachableError):
+    default_remedy = (
+        "A proxy, firewall or Wi-Fi sign-in page may be holding the connection: check the "
+        "network (or the mirror in HF_ENDPOINT) and try again; models already in the library "
+        "keep working offline."
+    )
+
+
 class RepoNotFound(HubError):
     default_remedy = (
         "Check the name (publisher/name, e.g. Qwen/Qwen2.5-0.5B-Instruct-GGUF) or find it with "

@@ -11,7 +11,14 @@ from typing import Any
 from app.hardware.detect import this_machine
 from app.hardware.profile import HardwareProfile
 from app.hub.catalog import CatalogVariant, entry_for_repo
-from app.hub.config import READ_TIMEOUT_S, HubConfig, check_reachable, hub_api, hub_config
+from app.hub.config import (
+    READ_TIMEOUT_S,
+    HubConfig,
+    check_reachable,
+    hub_api,
+    hub_config,
+    within_deadline,
+)
 from app.hub.errors import NoGgufFilesError, RepoNotFound, hub_error
 from app.hub.quants import (
     QUANT_BITS,
@@ -90,14 +97,17 @@ def search_models(
     check_reachable(config.endpoint)
     api = hub_api(config)
     try:
-        found = list(
-            api.list_models(
-                search=query.strip() or None,
-                filter="gguf",
-                sort="downloads",
-                limit=max(1, limit),
-                expand=["downloads", "likes", "lastModified", "gated", "gguf"],
-            )
+        found = within_deadline(
+            lambda: list(
+                api.list_models(
+                    search=query.strip() or None,
+                    filter="gguf",
+                    sort="downloads",
+                    limit=max(1, limit),
+                    expand=["downloads", "likes", "lastModified", "gated", "gguf"],
+                )
+            ),
+            config,
         )
     except Exception as exc:
         raise hub_error(exc, config) from exc
@@ -154,7 +164,12 @@ def list_gguf_files(
     config.require_online()
     api = hub_api(config)
     try:
-        info = api.model_info(repo, revision=revision, files_metadata=True, timeout=READ_TIMEOUT_S)
+        info = within_deadline(
+            lambda: api.model_info(
+                repo, revision=revision, files_metadata=True, timeout=READ_TIMEOUT_S
+            ),
+            config,
+        )
     except Exception as exc:
         raise hub_error(exc, config, repo=repo, revision=revision) from exc
     gguf = info.gguf if isinstance(info.gguf, dict) else {}

@@ -1,10 +1,11 @@
 """One file from the Hub into a staging file: ranged, resumable, retried, verified by sha256.
 
-Transfers use huggingface_hub's own functions: `hf_hub_url` and `get_hf_file_metadata` find
-the file (size, sha256, where the bytes are), and `http_get(resume_size=N)` fetches it with a
-`Range` request into a `.incomplete` staging file. (`hf_hub_download` is not used: since 2.x it
-writes to a per-call temporary file and deletes it on any failure, so it cannot resume after a
-pause, a crash or a restart.)
+huggingface_hub's own functions find the file: `hf_hub_url` and `get_hf_file_metadata` give
+its size, sha256 and where the bytes are. The bytes come with one `Range` GET per attempt,
+on a client made like huggingface_hub's (its request hook and redirects, Hearth's timeouts),
+into a `.incomplete` staging file; Hearth's retry loop resumes after a drop or a stall and
+says so. (`hf_hub_download` is not used: since 2.x it writes to a per-call temporary file and
+deletes it on any failure, so it cannot resume after a pause, a crash or a restart.)
 """
 
 from __future__ import annotations
@@ -16,14 +17,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
-from typing import Any
 from urllib.parse import urlsplit
 
 from app.errors import HearthError
-from app.hub.config import READ_TIMEOUT_S, HubConfig
+from app.hub.config import (
+    CONNECT_TIMEOUT_S,
+    READ_TIMEOUT_S,
+    HubConfig,
+    api_deadline_s,
+    bound_timeouts,
+    bounded_client,
+)
 from app.hub.errors import HubError, HubUnreachableError, OfflineError, hub_error, short_reason
-from app.humanize import MiB
-from app.models.files import sha256_file
+from app.humanize import MiB, format_size
+from app.models.files import disk_full_error, is_disk_full, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +114,7 @@ class FileTransfer:
         self.stop_event = threading.Event()
         self.reason: StopReason | None = None
         self.done = partial_size(request.partial)
+        self.size = request.size  # the Hub's metadata has the last word once it answered
         self.note: str | None = None
 
     def stop(self, reason: StopReason) -> None:
@@ -152,6 +160,12 @@ def fetch_with_retries(
         except (TransferStopped, HearthError):
             raise
         except Exception as exc:
+            if is_disk_full(exc):
+                raise disk_full_error(
+                    request.partial.parent,
+                    "Free some space and run the same command again: the download resumes "
+                    "where it stopped.",
+                ) from exc
             hub = config()
             if not _retryable(exc):
                 raise hub_error(
@@ -167,9 +181,11 @@ def fetch_with_retries(
                 raise _gave_up(exc, hub, request, policy.retries) from exc
             delay = min(policy.base_s * 2**attempt, policy.max_s)
             attempt += 1
+            done, size = partial_size(request.partial), transfer.size or request.size
             transfer.note = (
-                f"connection lost ({short_reason(exc, 100)}); retrying in {delay:.0f} s "
-                f"(attempt {attempt} of {policy.retries})"
+                f"connection lost ({_drop_reason(exc)}); retrying in {delay:.0f} s, resuming "
+                f"at {format_size(done)} of {format_size(size)} (attempt {attempt} of "
+                f"{policy.retries})"
             )
             log.info("%s: %s", request.filename, transfer.note)
             hooks.noted()
@@ -183,14 +199,14 @@ def fetch_once(
 ) -> FetchedFile:
     """One attempt: ask the Hub where the file is, fetch what is missing, verify it, and move
     it to `request.staged`."""
-    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
-    from huggingface_hub.file_download import http_get
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
     from huggingface_hub.utils import build_hf_headers
 
     from app import __version__
 
     request = transfer.request
     config.require_online()
+    bound_timeouts()
     name = PurePosixPath(request.filename).name
     url = hf_hub_url(
         request.repo, request.filename, revision=request.revision, endpoint=config.endpoint
@@ -198,11 +214,12 @@ def fetch_once(
     meta = get_hf_file_metadata(
         url,
         token=config.token,
-        timeout=READ_TIMEOUT_S,
+        timeout=min(READ_TIMEOUT_S, api_deadline_s()),
         library_name="hearth",
         library_version=__version__,
     )
     size = int(meta.size if meta.size is not None else request.size or 0)
+    transfer.size = size
     expected = request.sha256 or _sha256_or_none(meta.etag)
     partial = request.partial
     partial.parent.mkdir(parents=True, exist_ok=True)
@@ -221,18 +238,7 @@ def fetch_once(
         )
         if _origin(meta.location) != _origin(url):
             headers.pop("authorization", None)  # never send the token to a CDN
-        # Smaller reads than the library's 10 MiB default: see CHUNK_SIZE.
-        constants.DOWNLOAD_CHUNK_SIZE = chunk_size
-        with partial.open("ab") as fh:
-            http_get(
-                meta.location,
-                fh,
-                resume_size=done,
-                headers=headers,
-                expected_size=size or None,
-                displayed_filename=name,
-                tqdm_class=_progress_class(transfer, hooks, size),
-            )
+        _get_range(meta.location, headers, transfer, hooks, size, chunk_size)
     transfer.note = VERIFYING
     hooks.noted()
     actual = sha256_file(partial, lambda _n: transfer.check())
@@ -248,24 +254,67 @@ def fetch_once(
     return FetchedFile(request.staged, size, actual)
 
 
-def _progress_class(transfer: FileTransfer, hooks: TransferHooks, size: int) -> Any:
-    """A tqdm class for http_get that reports progress and stops the transfer on request."""
-    from huggingface_hub.utils import tqdm as hf_tqdm
+def _drop_reason(exc: BaseException) -> str:
+    """What happened to the connection, in a few words."""
+    import httpx2
+    from huggingface_hub import constants
 
-    class _Progress(hf_tqdm):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["disable"] = True  # no terminal bar: Hearth draws its own
-            super().__init__(*args, **kwargs)
+    if isinstance(exc, httpx2.ReadTimeout):
+        return f"no data for {constants.HF_HUB_DOWNLOAD_TIMEOUT} s"
+    return short_reason(exc, 100)
 
-        def update(self, n: float | None = 1) -> bool | None:
-            # Called before each chunk is written: stopping here keeps the file a
-            # clean prefix of the real one.
-            transfer.check()
-            transfer.done += int(n or 0)
-            hooks.advanced(int(n or 0), transfer.done, size)
-            return None
 
-    return _Progress
+class ShortTransferError(OSError):
+    """The server ended the body before the size it announced (a cut connection)."""
+
+
+def _get_range(
+    url: str,
+    headers: dict[str, str],
+    transfer: FileTransfer,
+    hooks: TransferHooks,
+    size: int,
+    chunk_size: int,
+) -> None:
+    """Append the bytes from `transfer.done` on to the partial file with one ranged GET.
+
+    One attempt only: a drop or a stall (no data for HF_HUB_DOWNLOAD_TIMEOUT seconds)
+    raises, and `fetch_with_retries` decides, says so and resumes. (huggingface_hub's
+    `http_get` would resume on its own, silently, up to five times after each chunk.)
+    Each chunk is reported, and a stop request honoured, before it is written, so the file
+    stays a clean prefix of the real one.
+    """
+    import httpx2
+    from huggingface_hub import constants
+    from huggingface_hub.utils import hf_raise_for_status
+
+    request = transfer.request
+    start = transfer.done
+    wanted = dict(headers, Range=f"bytes={start}-") if start else dict(headers)
+    timeout = httpx2.Timeout(float(constants.HF_HUB_DOWNLOAD_TIMEOUT), connect=CONNECT_TIMEOUT_S)
+    # A client of its own, not huggingface_hub's shared one: huggingface_hub closes that on
+    # any connection error of any call (a search in another thread), under a running transfer.
+    with (
+        bounded_client() as client,
+        client.stream("GET", url, headers=wanted, timeout=timeout) as response,
+    ):
+        hf_raise_for_status(response)
+        mode = "ab"
+        if start and response.status_code != 206:  # the server ignored the Range: start over
+            mode, start, transfer.done = "wb", 0, 0
+            hooks.sized(0, size)
+        with request.partial.open(mode) as fh:
+            for chunk in response.iter_bytes(chunk_size=chunk_size):
+                if not chunk:
+                    continue
+                transfer.check()
+                transfer.done += len(chunk)
+                hooks.advanced(len(chunk), transfer.done, size)
+                fh.write(chunk)
+    if size and partial_size(request.partial) < size:
+        raise ShortTransferError(
+            f"the server sent {format_size(partial_size(request.partial))} of {format_size(size)}"
+        )
 
 
 def _sha256_or_none(etag: str | None) -> str | None:
@@ -289,8 +338,7 @@ def _retryable(exc: BaseException) -> bool:
     if isinstance(exc, hf.HfHubHTTPError):
         status = getattr(exc.response, "status_code", None)
         return status in (408, 429, 500, 502, 503, 504)
-    # http_get's "Consistency check failed": the server sent fewer bytes than announced.
-    return isinstance(exc, OSError) and "Consistency check failed" in str(exc)
+    return isinstance(exc, ShortTransferError)
 
 
 def _gave_up(

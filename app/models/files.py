@@ -166,3 +166,33 @@ def check_free_space(folder: Path, need: int, what: str, remedy: str | None = No
             f"{format_size(free)} is free.",
             remedy,
         )
+
+
+class DiskFullError(HearthError):
+    """A disk filled up while Hearth was writing to it."""
+
+    default_remedy = "Free some space and run the same command again: it continues from there."
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether `exc` means a disk ran out of space (a write, or SQLite's "disk is full").
+
+    >>> is_disk_full(OSError(errno.ENOSPC, "No space left on device"))
+    True
+    """
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    # sqlite3.OperationalError("database or disk is full"), without importing sqlite3 here.
+    return type(exc).__name__ == "OperationalError" and "disk is full" in str(exc)
+
+
+def disk_full_error(folder: Path, remedy: str | None = None) -> DiskFullError:
+    """The one sentence for a full disk: which folder's disk, and how much is left.
+
+    Safe to call on that very disk: it only asks the filesystem how much is free.
+    """
+    try:
+        free = f"{format_size(free_space(folder))} free"
+    except OSError:
+        free = "no room left"
+    return DiskFullError(f"The disk holding {folder} is full ({free}).", remedy)

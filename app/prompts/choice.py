@@ -102,6 +102,20 @@ class ChosenTemplate:
     supports_system_role: bool = True  # False: fold the system prompt into the first turn
     notes: tuple[str, ...] = field(default_factory=tuple)
 
+    @property
+    def replacement_note(self) -> str | None:
+        """One sentence for the user when the model's own template was replaced, else None.
+
+        >>> chosen = ChosenTemplate("family", TemplateFamily.GEMMA, "", (),
+        ...     fallback_reason="The template has a syntax error on line 1.")
+        >>> chosen.replacement_note
+        'The template has a syntax error on line 1, so Hearth uses the standard gemma template...'
+        """
+        if self.fallback_reason is None:
+            return None
+        reason = self.fallback_reason.rstrip(". ")
+        return f"{reason}, so Hearth uses the standard {self.family.value} template for it instead."
+
     def render(
         self,
         messages: Sequence[Mapping[str, Any]],

@@ -77,6 +77,11 @@ _KV_GGML_TYPES = {
 }
 
 
+def without_chat_templates(metadata: dict[str, str]) -> dict[str, str]:
+    """GGUF metadata minus `tokenizer.chat_template` and its named variants."""
+    return {k: v for k, v in metadata.items() if not k.startswith("tokenizer.chat_template")}
+
+
 def worker_main(conn: Connection) -> None:
     """Serve chat requests on `conn` until an UnloadRequest or until the parent goes away."""
     run_worker(conn, _ChatWorker)
@@ -272,12 +277,21 @@ class _ChatWorker(WorkerServer):
         # no way to pass a progress callback; it builds the model through
         # `_internals.LlamaModel(path_model=..., params=...)`, so for the length of this
         # call that name is a subclass that sets the callback on those params first.
+        #
+        # The same subclass hides the GGUF's chat templates from Llama.__init__, which would
+        # otherwise compile each one with its own Jinja environment, outside Hearth's
+        # sandbox: a hostile template made that take a minute and 9 GB, a broken one made the
+        # model fail to load. Hearth renders prompts itself (app.prompts) and never uses
+        # llama-cpp-python's chat handlers.
         class _ProgressLlamaModel(base):  # type: ignore[misc, valid-type]
             def __init__(self, *, path_model: str, params: Any, verbose: bool = True) -> None:
                 nonlocal hooked
                 params.progress_callback = callback
                 hooked = True
                 super().__init__(path_model=path_model, params=params, verbose=verbose)
+
+            def metadata(self) -> dict[str, str]:
+                return without_chat_templates(super().metadata())
 
         kv = _KV_GGML_TYPES.get(req.kv_type.lower())
         if kv is None:

@@ -25,6 +25,7 @@ class ChatWorker(QObject):
 
     load_progress = Signal(float, object)  # fraction, ETA seconds or None
     loaded = Signal(str, str)  # model name, one-line summary
+    template_note = Signal(str)  # why the model's own chat template was replaced ("": it wasn't)
     token = Signal(str, str)  # answer piece, reasoning piece
     reply_done = Signal(object)  # app.sessions.chat.Reply
     failed = Signal(str)  # one sentence of cause + remedy
@@ -85,6 +86,7 @@ class ChatWorker(QObject):
                 f"context, loaded in {loaded.load_s:.1f} s"
                 + (f" ({loaded.note})" if loaded.note else ""),
             )
+            self.template_note.emit(session.model.template.replacement_note or "")
         except HearthError as exc:
             self.failed.emit(str(exc))
         finally:

@@ -9,6 +9,7 @@ from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, Signal
 from PySide6.QtGui import QColor, QKeySequence, QShortcut, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import (
     QComboBox,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QListView,
@@ -79,6 +80,11 @@ class ChatPage(QWidget):
         top.addWidget(QLabel("Model:"))
         top.addWidget(self.model_box, 1)
         top.addWidget(self.load_button)
+        # Shown when the model's own chat template was replaced by its family's (why: tooltip).
+        self.template_badge = QLabel("family template")
+        self.template_badge.setFrameShape(QFrame.Shape.StyledPanel)
+        self.template_badge.setVisible(False)
+        top.addWidget(self.template_badge)
 
         self.transcript = QTextBrowser()
         self.transcript.setOpenExternalLinks(False)
@@ -122,6 +128,7 @@ class ChatPage(QWidget):
         worker = self.chat_runner.worker
         worker.load_progress.connect(self._on_progress)
         worker.loaded.connect(self._on_loaded)
+        worker.template_note.connect(self._on_template_note)
         worker.token.connect(self._on_token)
         worker.reply_done.connect(self._on_reply)
         worker.failed.connect(self._on_failed)
@@ -226,6 +233,11 @@ class ChatPage(QWidget):
         self.progress.setVisible(False)
         self._queued = 0
         self.status.setText(f"{name}: {summary}")
+
+    def _on_template_note(self, note: str) -> None:
+        self.template_badge.setToolTip(note)
+        self.template_badge.setAccessibleDescription(note)
+        self.template_badge.setVisible(bool(note))
 
     def _on_token(self, answer: str, reasoning: str) -> None:
         if reasoning:
