@@ -128,3 +128,18 @@ def test_killing_the_app_mid_answer_keeps_the_answer_so_far(
     shown = run("history", "show", listed[0]["id"]).stdout
     assert "(interrupted)" in shown
     assert partial in shown
+
+
+def test_an_empty_message_is_refused_before_loading_and_leaves_no_conversation(
+    tmp_path: Path,
+) -> None:
+    from tests.gguf_factory import write_tiny_gguf
+
+    model = write_tiny_gguf(tmp_path / "tiny.gguf", chat_ready=True)
+    for how in ({"args": ("   ",)}, {"args": (), "stdin": "\n\n"}):
+        done = run("chat", "-m", str(model), *how["args"], stdin=how.get("stdin"))
+        assert done.returncode == 1
+        assert done.stderr.startswith("error: The message is empty.")
+        assert "Type something to send." in done.stderr
+        assert "loaded in" not in done.stderr and "loading" not in done.stderr
+    assert json.loads(run("history", "list", "--json").stdout) == []

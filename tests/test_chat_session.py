@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from app.engines.chat_llama.client import ModelLoadError
-from app.models.gguf import ModelNotFoundError
+from app.models.gguf import ModelNotFoundError, UnsupportedArchitectureError
 from app.planner import LoadSettings
 from app.prompts.families import TemplateFamily
 from app.sessions.chat import ChatSession, EmptyMessageError, MessageTooLongError, Sampling
@@ -187,7 +186,7 @@ def test_unsupported_architecture_is_a_clear_load_error(tiny_gguf: Callable[...,
     path = tiny_gguf(arch="notarealarch")
     s = ChatSession(open_default_database())
     try:
-        with pytest.raises(ModelLoadError, match="architecture"):
+        with pytest.raises(UnsupportedArchitectureError, match="'notarealarch' model"):
             s.load_model(str(path), settings=LoadSettings(n_ctx=256))
     finally:
         s.unload()

@@ -255,13 +255,34 @@ def test_imagine_with_a_library_name_several_images_and_out(
     assert len(list_images(db)) == 2
 
 
-def test_imagine_refuses_a_bad_size_before_loading_anything(
-    tiny_pipeline: Path, probed: Path
+@pytest.mark.parametrize(
+    ("size", "why"),
+    [
+        ("100x100", "must be multiples of 8"),
+        ("0x0", "must be positive multiples of 8"),  # once "the model's default": 256x256
+        ("0x64", "must be positive multiples of 8"),
+        ("-64x64", "must be positive multiples of 8"),
+        ("64", "is not an image size"),
+    ],
+)
+def test_imagine_and_plan_refuse_a_bad_size_alike_before_loading_anything(
+    tiny_pipeline: Path, probed: Path, size: str, why: str
 ) -> None:
-    done = run("imagine", "a boat", "--model", str(tiny_pipeline), "--size", "100x100")
-    assert done.returncode == 1
-    assert "multiples of 8" in done.stderr and "Traceback" not in done.stderr
-    assert "loaded" not in done.stderr
+    made = run("imagine", "a boat", "--model", str(tiny_pipeline), "--size", size)
+    planned = run("plan", str(tiny_pipeline), "--size", size)
+    for done in (made, planned):
+        assert done.returncode == 1
+        assert why in done.stderr and "Traceback" not in done.stderr
+        assert "usage:" not in done.stderr
+    assert made.stderr == planned.stderr  # one rule, one sentence, for every face
+    assert "loaded" not in made.stderr
+    assert list_images(open_default_database()) == []
+
+
+def test_a_size_with_spaces_is_read_the_same_everywhere(tiny_pipeline: Path, probed: Path) -> None:
+    planned = run("plan", str(tiny_pipeline), "--size", " 64 x 64 ", "--json")
+    assert planned.returncode == 0, planned.stderr
+    assert '"width": 64' in planned.stdout and '"height": 64' in planned.stdout
 
 
 def test_imagine_refuses_pickle_weights(tiny_pipeline: Path, probed: Path, tmp_path: Path) -> None:

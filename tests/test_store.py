@@ -298,6 +298,22 @@ def test_larger_user_version_raises_newer_and_file_is_unchanged(db_path: Path) -
     assert digest(db_path) == before
 
 
+def test_a_refused_wal_database_gets_no_new_wal_or_shm_files(db_path: Path) -> None:
+    """As a newer Hearth leaves it: WAL mode, closed cleanly, a schema this one lacks."""
+    open_database(db_path).close()
+    conn = sqlite3.connect(db_path)
+    conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    conn.commit()
+    conn.close()
+    assert sidecars(db_path) == set()
+    assert db_path.read_bytes()[18:20] == b"\x02\x02"  # the header says WAL mode
+    before = digest(db_path)
+    with pytest.raises(NewerDatabaseError):
+        open_database(db_path)
+    assert digest(db_path) == before
+    assert sidecars(db_path) == set()
+
+
 def test_migrate_itself_refuses_a_newer_database(db_path: Path) -> None:
     db_path.parent.mkdir(parents=True)
     make_database(db_path, [*MIGRATIONS, fake_later_migration])

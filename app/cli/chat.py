@@ -64,6 +64,11 @@ def cmd_chat(args: argparse.Namespace) -> int:
     interactive = message is None and sys.stdin.isatty()
     if message is None and not interactive:
         message = sys.stdin.read()
+    if message is not None and not message.strip():
+        # Before the model loads (seconds) and before a conversation is made for it.
+        from app.sessions.chat import EmptyMessageError
+
+        raise EmptyMessageError("The message is empty.")
     db = open_history()
     session = ChatSession(db)
     # The sampling options are named after Sampling's fields (--top-p is top_p, ...).

@@ -87,16 +87,15 @@ def hardware_for(machine: str | None, *, fresh_builds: bool = False) -> Hardware
 def parse_size(text: str) -> tuple[int, int]:
     """`512x768` -> (512, 768); anything else is a HearthError that shows the form.
 
+    The one parser of every face (`app.planner.image_size.parse_size`); the numbers are
+    checked against the model where it is known (plan, imagine).
+
     >>> parse_size("512X768")
     (512, 768)
     """
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise HearthError(
-            f"'{text}' is not an image size.", "Write it as WxH, e.g. 512x512."
-        ) from None
-    return width, height
+    from app.planner.image_size import parse_size as parse
+
+    return parse(text)
 
 
 def open_history() -> sqlite_utils.Database:

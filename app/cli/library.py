@@ -13,7 +13,7 @@ from app.cli.common import add_command, hardware_for
 from app.cli.output import ProgressBar, confirm, print_table
 from app.hardware.profile import HardwareProfile
 from app.humanize import format_size
-from app.models.gguf import ModelFileError
+from app.models.gguf import ModelFileError, UnsupportedArchitectureError
 from app.models.kinds import ModelFacts, ModelPlan, inspect_model, kind_spec
 from app.models.library import find_library_model
 from app.planner import ImagePlan, LoadPlan
@@ -354,6 +354,8 @@ def _plan_row(
         return "missing (file gone)", None, None
     try:
         facts = inspect_model(model)
+    except UnsupportedArchitectureError:
+        return "unusable: unsupported architecture", None, None
     except ModelFileError:
         return "damaged (see show)", None, None
     if hw is None:

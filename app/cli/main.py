@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     from app.cli.output import EXIT_INTERRUPTED, print_error
 
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_attach_size_values(sys.argv[1:] if argv is None else argv))
     setup_logging("hearth")
     # Only the command's name: its arguments may be a prompt, which is never logged.
     command = " ".join(
@@ -74,6 +74,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         log.exception("command %s crashed", command)
         return print_error(unexpected_error(exc))
+
+
+def _attach_size_values(argv: Sequence[str]) -> list[str]:
+    """`--size -64x64` as `--size=-64x64`: argparse would take the value for an option and
+    say only "expected one argument"; this way the size rule explains what is wrong."""
+    out: list[str] = []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        if args[i] == "--size" and i + 1 < len(args) and args[i + 1][:2].lstrip("-")[:1].isdigit():
+            out.append(f"--size={args[i + 1]}")
+            i += 2
+            continue
+        out.append(args[i])
+        i += 1
+    return out
 
 
 def _launch_gui() -> int:

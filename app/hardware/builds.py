@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import importlib
 import importlib.metadata
+import importlib.util
 import json
 import os
 import platform
@@ -307,3 +309,118 @@ def _probe_torch(torch: Any) -> dict[str, Any]:
         "cuda": bool(torch.cuda.is_available()),
         "mps": bool(mps.is_available()) if mps is not None else False,
     }
+
+
+# --- which model architectures the installed llama.cpp can load ---------------------------
+
+
+@functools.lru_cache(maxsize=256)
+def llama_supports_architecture(arch: str) -> bool | None:
+    """Whether the installed llama.cpp loads models whose `general.architecture` is `arch`.
+
+    None when it cannot be told (llama-cpp-python missing, the check failed): callers then
+    let the model through, and loading it says what is wrong. Two steps, cheap first:
+
+    1. The name as a C string in libllama's read-only data (llama.cpp keeps its architecture
+       names there, NUL-terminated): found means supported. A few ms, once per process.
+    2. Not found: llama.cpp is asked for certain in a subprocess, by loading a metadata-only
+       GGUF of that architecture with `vocab_only` (a known architecture fails later, on the
+       missing vocabulary; an unknown one fails with "unknown model architecture"). About a
+       second, and only for an architecture the first step did not find.
+    """
+    if not arch or not arch.isprintable():
+        return False
+    names = _llama_library_strings()
+    if names is None:
+        return None
+    if arch.encode() + b"\0" in names:
+        return True
+    return _probe_architecture(arch)
+
+
+@functools.lru_cache(maxsize=1)
+def _llama_library_strings() -> bytes | None:
+    """The bytes of the installed libllama (found without importing llama_cpp), or None."""
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        for name in ("libllama.so", "libllama.dylib", "llama.dll"):
+            lib = Path(folder) / "lib" / name
+            try:
+                return lib.read_bytes()
+            except OSError:
+                continue
+    return None
+
+
+_ARCH_MARK = "HEARTH-ARCH "
+
+
+def _probe_architecture(arch: str, timeout: float = 60) -> bool | None:
+    if getattr(sys, "frozen", False):
+        return _architecture_known_here(arch)
+    root = str(Path(__file__).resolve().parents[2])
+    code = (
+        f"import sys; sys.path.insert(0, {root!r}); "
+        f"from app.hardware.builds import architecture_probe_main; "
+        f"architecture_probe_main({arch!r})"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-P", "-c", code],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            timeout=timeout,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith(_ARCH_MARK):
+            value = json.loads(line[len(_ARCH_MARK) :])
+            return value if isinstance(value, bool) else None
+    return None
+
+
+def architecture_probe_main(arch: str) -> None:
+    """Entry point of the architecture check subprocess: print one marked JSON line."""
+    try:
+        known = _architecture_known_here(arch)
+    except Exception:
+        known = None
+    print(_ARCH_MARK + json.dumps(known), flush=True)
+
+
+def _architecture_known_here(arch: str) -> bool | None:
+    """Ask this process's llama.cpp whether it knows `arch` (a probe subprocess, or the
+    frozen app: imported by name, like the build probes, so the faces never load it)."""
+    import tempfile
+
+    from gguf import GGUFWriter
+
+    llama_cpp = importlib.import_module("llama_cpp")
+
+    messages: list[str] = []
+
+    @llama_cpp.llama_log_callback
+    def on_log(_level: int, text: bytes, _user: object) -> None:
+        messages.append(text.decode(errors="replace"))
+
+    llama_cpp.llama_log_set(on_log, ctypes.c_void_p(0))
+    with tempfile.TemporaryDirectory() as folder:
+        probe = Path(folder) / "probe.gguf"
+        writer = GGUFWriter(str(probe), arch)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        params = llama_cpp.llama_model_default_params()
+        params.vocab_only = True
+        model = llama_cpp.llama_model_load_from_file(str(probe).encode(), params)
+        if model:  # cannot happen without a vocabulary, but free it if it does
+            llama_cpp.llama_model_free(model)
+            return True
+    return "unknown model architecture" not in "".join(messages)

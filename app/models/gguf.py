@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 from pathlib import Path
 from typing import Any
 
 from app.errors import HearthError
+from app.hardware.builds import llama_supports_architecture
 from app.models.gguf_header import ArrayInfo, GgufFormatError, GgufHeader, read_gguf_header
 from app.planner.facts import ChatModelFacts
 
@@ -35,6 +37,13 @@ class NotGgufError(ModelFileError):
 
 class TruncatedGgufError(ModelFileError):
     default_remedy = "The download or copy stopped early: fetch the file again."
+
+
+class UnsupportedArchitectureError(ModelFileError):
+    default_remedy = (
+        "Pick a GGUF of an architecture llama.cpp runs (Llama, Qwen, Gemma, Mistral, Phi and "
+        "most others); an update of Hearth may add this one."
+    )
 
 
 def split_parts(path: Path) -> list[Path]:
@@ -87,6 +96,7 @@ def read_gguf_facts(path: Path | str) -> ChatModelFacts:
     arch = str(fields.get("general.architecture") or "")
     if not arch:
         raise NotGgufError(f"{first.name} has no general.architecture: it is not a model file.")
+    check_architecture(arch, first.name)
 
     def key(suffix: str, default: Any = None) -> Any:
         return fields.get(f"{arch}.{suffix}", default)
@@ -150,6 +160,17 @@ def read_gguf_facts(path: Path | str) -> ChatModelFacts:
         has_chat_template=bool(fields.get("tokenizer.chat_template")),
         split_files=tuple(p.name for p in parts) if len(parts) > 1 else (),
     )
+
+
+def check_architecture(arch: str, name: str) -> None:
+    """Raise UnsupportedArchitectureError when the installed llama.cpp cannot load `arch`
+    (a model named `name`); let it through when that cannot be told."""
+    if llama_supports_architecture(arch) is False:
+        version = importlib.metadata.version("llama-cpp-python")
+        raise UnsupportedArchitectureError(
+            f"{name} is a '{arch}' model, an architecture the installed llama.cpp "
+            f"(llama-cpp-python {version}) cannot run."
+        )
 
 
 def read_header(path: Path) -> GgufHeader:

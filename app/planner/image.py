@@ -19,6 +19,7 @@ from app.planner.budget import (
     ram_verdict,
 )
 from app.planner.facts import ImageModelFacts
+from app.planner.image_size import image_size
 
 #: Peak activation memory per megapixel of output, by family, in fp16 (UNet + VAE decode).
 ACTIVATIONS_PER_MP = {"sd15": 1.6 * GiB, "sd2": 1.8 * GiB, "sdxl": 1.2 * GiB}
@@ -101,14 +102,16 @@ def plan_image_load(
 ) -> ImagePlan:
     """Decide device, dtype and memory mode for a diffusers pipeline, with a fit verdict.
 
-    Pure, like the chat plan: tested on simulated machines.
+    Pure, like the chat plan: tested on simulated machines. Raises ImageSizeError for a
+    size the model cannot make (`app.planner.image_size`: the rule every face shares).
     """
     settings = settings or LoadSettings()
     hw = hardware
     native = model.native_resolution or NATIVE_RESOLUTION.get(model.family, 512)
+    width, height = image_size(settings.image_width, settings.image_height, model.family, native)
     req = _Request(
-        width=settings.image_width or native,
-        height=settings.image_height or native,
+        width=width,
+        height=height,
         native=native,
         per_mp=ACTIVATIONS_PER_MP.get(model.family, 1.6 * GiB),
     )

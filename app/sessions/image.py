@@ -33,6 +33,7 @@ from app.errors import HearthError
 from app.models.gguf import ModelNotFoundError
 from app.planner import ImagePlan, LoadSettings, plan_image_load
 from app.planner.facts import ImageModelFacts
+from app.planner.image_size import image_size
 from app.sessions.base import Session
 from app.store.gallery import GalleryImage, ImageParams, save_image
 from app.store.library import ModelKind, find_model, newest_model
@@ -166,9 +167,9 @@ class ImageSession(Session[ImageEngine]):
         from_library = model is None or not Path(model).expanduser().is_dir()
         model_ref = name if from_library else str(folder.resolve())
         facts = check_model_folder(str(folder))
-        native = facts.native_resolution
-        width = settings.width or native
-        height = settings.height or native
+        width, height = image_size(
+            settings.width, settings.height, facts.family, facts.native_resolution
+        )
         plan = plan_image_load(
             self.hardware, facts, LoadSettings(image_width=width, image_height=height)
         )

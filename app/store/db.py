@@ -51,8 +51,15 @@ def open_database(path: Path) -> Database:
 
 
 def _check_untouched(path: Path) -> None:
-    """Run the damage and newer-schema checks on a read-only connection to `path`."""
-    uri = path.resolve().as_uri() + "?mode=ro"
+    """Run the damage and newer-schema checks on a read-only connection to `path`.
+
+    Even read-only, SQLite creates `-wal` and `-shm` files beside a WAL database, so a file
+    that was refused would not be left as it was found. With no `-wal` file there is nothing
+    but the main file to read, and `immutable=1` reads it without creating either; with
+    one (a Hearth that crashed), its pages are needed and the sidecars exist already.
+    """
+    wal = path.with_name(path.name + "-wal")
+    uri = path.resolve().as_uri() + ("?mode=ro" if wal.exists() else "?mode=ro&immutable=1")
     try:
         conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)
     except sqlite3.Error as error:

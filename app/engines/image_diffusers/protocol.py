@@ -33,6 +33,7 @@ from app.engines.worker.messages import (
     RequestEvent,
 )
 from app.planner import ImagePlan
+from app.planner.image_size import check_size
 
 __all__ = [
     "SCHEDULERS",
@@ -54,9 +55,6 @@ __all__ = [
 #: LCM applies only to LCM-distilled models; the worker refuses it elsewhere.
 SCHEDULERS = ("Euler", "Euler a", "DPM++ 2M", "DDIM", "LCM")
 
-#: Smallest and largest width/height per model family, in pixels (multiples of 8 between).
-SIZE_LIMITS = {"sd15": (64, 2048), "sd2": (64, 2048), "sdxl": (64, 2048)}
-DEFAULT_SIZE_LIMITS = (64, 2048)
 MAX_STEPS = 500
 MAX_IMAGES = 16
 
@@ -226,26 +224,6 @@ ImageEvent = (
 
 
 # --- validation (pure, shared by the client and the worker) --------------------------------
-
-
-def check_size(width: int, height: int, family: str) -> str | None:
-    """Why width x height does not suit this model family (one sentence), or None.
-
-    >>> check_size(100, 100, "sd15")
-    'The image size 100x100 is not possible: width and height must be multiples of 8.'
-    """
-    low, high = SIZE_LIMITS.get(family, DEFAULT_SIZE_LIMITS)
-    if width % 8 or height % 8:
-        return (
-            f"The image size {width}x{height} is not possible: width and height must be "
-            "multiples of 8."
-        )
-    if not (low <= width <= high and low <= height <= high):
-        return (
-            f"The image size {width}x{height} is outside what this model can make: width and "
-            f"height must be between {low} and {high} pixels."
-        )
-    return None
 
 
 def check_generate_request(req: ImageGenerateRequest, family: str) -> str | None:
