@@ -27,6 +27,20 @@ def build_parser() -> argparse.ArgumentParser:
         "under DIR (portable mode).",
     )
     parser.add_argument("--version", action="version", version=f"hearth {__version__}")
+    shot = parser.add_argument_group(
+        "screenshots", "render one page of the window on your data, save it as PNG and exit"
+    )
+    shot.add_argument("--screenshot", metavar="FILE", help="the PNG to write")
+    shot.add_argument(
+        "--page",
+        choices=("chat", "models", "system", "settings"),
+        default="chat",
+        help="which page (default chat)",
+    )
+    shot.add_argument("--size", default="1280x800", help="window size WxH (default 1280x800)")
+    shot.add_argument(
+        "--theme", choices=("light", "dark", "system"), help="default: the saved setting"
+    )
     parser.set_defaults(handler=None)  # no command: the window
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("gui", help="open the Hearth window (the default)")
@@ -59,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     log.info("command: %s", command or "gui")
     try:
+        if args.handler is None and args.screenshot:
+            return _screenshot(args)
         if args.handler is None:
             return _launch_gui()
         status = int(args.handler(args))
@@ -90,6 +106,18 @@ def _attach_size_values(argv: Sequence[str]) -> list[str]:
         out.append(args[i])
         i += 1
     return out
+
+
+def _screenshot(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from app.cli.common import parse_size
+    from app.gui.app import take_screenshot
+
+    width, height = parse_size(args.size)
+    out = take_screenshot(Path(args.screenshot), args.page, (width, height), args.theme)
+    print(out)
+    return 0
 
 
 def _launch_gui() -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from app.errors import HearthError
 
@@ -69,10 +70,61 @@ def launch_gui() -> int:
             f"Qt (PySide6) could not be loaded ({exc}).",
             "Reinstall with ./scripts/run --rebuild.",
         ) from exc
+    from app.gui.adapters.settings import read_theme
     from app.gui.main_window import MainWindow
+    from app.gui.theme import apply_theme
 
     app = QApplication.instance() or QApplication(sys.argv)
+    assert isinstance(app, QApplication)
     app.setApplicationName("Hearth")
+    apply_theme(app, read_theme())
     window = MainWindow()
     window.show()
     return int(app.exec())
+
+
+#: How long a screenshot waits for the page's background work (planning, the doctor).
+SCREENSHOT_SETTLE_S = 60.0
+
+
+def take_screenshot(path: Path, page: str, size: tuple[int, int], theme: str | None = None) -> Path:
+    """Open the window on this Hearth's data, show `page`, wait until its background work is
+    done, and save the window as a PNG at `path` (no display needed: offscreen)."""
+    if display_problem():
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    from PySide6.QtCore import QElapsedTimer, QEventLoop
+    from PySide6.QtWidgets import QApplication
+
+    from app.gui.adapters.settings import read_theme
+    from app.gui.main_window import MainWindow, page_index
+    from app.gui.theme import apply_theme
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    assert isinstance(app, QApplication)
+    app.setApplicationName("Hearth")
+    apply_theme(app, theme or read_theme())
+    window = MainWindow()
+    window.remember_state = False  # a screenshot must not move the person's window
+    window.resize(*size)
+    index = page_index(window, page)
+    if index < 0:
+        raise HearthError(
+            f"There is no page called '{page}'.", "Pick chat, models, system or settings."
+        )
+    window.show_page(index)
+    window.show()
+    clock = QElapsedTimer()
+    clock.start()
+    settled = 0
+    while clock.elapsed() < SCREENSHOT_SETTLE_S * 1000 and settled < 5:
+        app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
+        window.runner.wait(50)
+        settled = settled + 1 if window.runner.pool.activeThreadCount() == 0 else 0
+    path = path.expanduser().resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not window.grab().save(str(path), "PNG"):
+        raise HearthError(
+            f"Hearth could not write {path}.", "Check the folder exists and you may write to it."
+        )
+    window.close()
+    return path

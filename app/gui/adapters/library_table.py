@@ -10,6 +10,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelInd
 from PySide6.QtGui import QColor
 
 from app.errors import HearthError
+from app.gui.theme import colours
 from app.hardware.detect import this_machine
 from app.hardware.profile import HardwareProfile
 from app.humanize import format_size
@@ -18,15 +19,23 @@ from app.planner import FitVerdict, LoadPlan
 from app.store import open_default_database
 from app.store.library import LibraryModel, list_models
 
-#: The verdict cell's colour, so "won't fit" stands out before anyone reads it.
-VERDICT_COLOURS = {
-    FitVerdict.FITS_GPU: "#1b7f3b",
-    FitVerdict.FITS_SPLIT: "#1b5e7f",
-    FitVerdict.FITS_RAM: "#1b5e7f",
-    FitVerdict.TIGHT: "#a86b00",
-    FitVerdict.WONT_FIT: "#b3261e",
+#: The verdict cell's colour (a meaning of the theme's), so "won't fit" stands out before
+#: anyone reads it.
+VERDICT_MEANINGS = {
+    FitVerdict.FITS_GPU: "good",
+    FitVerdict.FITS_SPLIT: "info",
+    FitVerdict.FITS_RAM: "info",
+    FitVerdict.TIGHT: "warn",
+    FitVerdict.WONT_FIT: "bad",
 }
-UNUSABLE_COLOUR = "#b3261e"
+UNUSABLE_MEANING = "bad"
+
+
+def verdict_colour(verdict: FitVerdict | None) -> str:
+    """The theme colour for a verdict (None: unusable)."""
+    meaning = VERDICT_MEANINGS[verdict] if verdict is not None else UNUSABLE_MEANING
+    return str(getattr(colours(), meaning))
+
 
 #: Shown in the verdict column for a model that could not be planned (its file is gone or damaged).
 UNUSABLE = "unusable"
@@ -142,10 +151,9 @@ class LibraryTableModel(QAbstractTableModel):
         if role == VERDICT_ROLE:
             return row.plan.verdict if row.plan is not None else None
         if column == Column.VERDICT and role == Qt.ItemDataRole.BackgroundRole:
-            colour = VERDICT_COLOURS[row.plan.verdict] if row.plan else UNUSABLE_COLOUR
-            return QColor(colour)
+            return QColor(verdict_colour(row.plan.verdict if row.plan else None))
         if column == Column.VERDICT and role == Qt.ItemDataRole.ForegroundRole:
-            return QColor("white")
+            return QColor(colours().on_status)
         if role == Qt.ItemDataRole.ToolTipRole and row.plan is not None:
             return "\n".join((*row.plan.reasons, *row.plan.warnings)) or None
         return None

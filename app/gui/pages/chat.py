@@ -31,6 +31,7 @@ from app.gui.adapters.conversations import (
     read_transcript,
 )
 from app.gui.adapters.runner import BackgroundRunner
+from app.gui.theme import colours
 from app.hardware.profile import HardwareProfile
 from app.models.starter import STARTER
 from app.store import MessageState
@@ -103,7 +104,7 @@ class ChatPage(QWidget):
         bottom.addWidget(self.input, 1)
         bottom.addLayout(buttons)
         self.metrics = QLabel("")
-        self.metrics.setStyleSheet("color: #555")
+        self.restyle()
 
         right = QVBoxLayout()
         right.addLayout(top)
@@ -234,6 +235,10 @@ class ChatPage(QWidget):
         self._queued = 0
         self.status.setText(f"{name}: {summary}")
 
+    def restyle(self) -> None:
+        """Take the colours of the theme in use (called again when the theme changes)."""
+        self.metrics.setStyleSheet(f"color: {colours().muted}")
+
     def _on_template_note(self, note: str) -> None:
         self.template_badge.setToolTip(note)
         self.template_badge.setAccessibleDescription(note)
@@ -279,7 +284,7 @@ class ChatPage(QWidget):
         cursor = self.transcript.textCursor()
         cursor.movePosition(QTextCursor.MoveOperation.End)
         fmt = QTextCharFormat()
-        fmt.setForeground(QColor("#888" if grey else "#000"))
+        fmt.setForeground(QColor(colours().muted if grey else colours().text))
         cursor.insertText(text, fmt)
         self.transcript.setTextCursor(cursor)
         self.transcript.ensureCursorVisible()

@@ -1,0 +1,161 @@
+"""The window's shell: sidebar pages and their shortcuts, themes, remembered state, the
+System and Settings pages, and `hearth --screenshot` (real Qt, offscreen)."""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from PySide6.QtGui import QGuiApplication, QKeySequence, QPalette
+from PySide6.QtTest import QTest
+from pytestqt.qtbot import QtBot
+
+from app.hardware.profile import HardwareProfile, load_simulated_machines
+from app.hub.config import hub_config
+
+if TYPE_CHECKING:
+    from app.gui.main_window import MainWindow
+
+LAPTOP = "windows-laptop-rtx3060-6gb-16gb"
+SIZE = ("--size", "1024x640", "--theme")
+
+
+@pytest.fixture
+def laptop() -> HardwareProfile:
+    return load_simulated_machines()[LAPTOP]
+
+
+@pytest.fixture
+def window_factory(qtbot: QtBot) -> Iterator[Callable[..., MainWindow]]:
+    from app.gui.main_window import MainWindow
+
+    made: list[MainWindow] = []
+
+    def make(hardware: HardwareProfile | None = None) -> MainWindow:
+        window = MainWindow(hardware=hardware)
+        qtbot.addWidget(window)
+        made.append(window)
+        return window
+
+    yield make
+    for window in made:
+        window.close()
+    from app.gui.theme import Theme, apply_theme
+
+    app = QGuiApplication.instance()
+    apply_theme(app, Theme.LIGHT)  # type: ignore[arg-type]
+
+
+def test_the_sidebar_has_every_page_and_ctrl_number_opens_each(
+    qtbot: QtBot, window_factory: Callable[..., MainWindow], laptop: HardwareProfile
+) -> None:
+    window = window_factory(laptop)
+    with qtbot.waitActive(window):  # window shortcuts need the active window
+        window.show()
+        window.activateWindow()
+    assert window.page_names() == ["chat", "models", "system", "settings"]
+    for n, page in enumerate((window.chat, window.models, window.system, window.settings_page)):
+        QTest.keySequence(window, QKeySequence(f"Ctrl+{n + 1}"))
+        assert window.pages.currentWidget() is page
+    QTest.keySequence(window, QKeySequence("Ctrl+1"))
+    QTest.keySequence(window, QKeySequence("Ctrl+,"))
+    assert window.pages.currentWidget() is window.settings_page
+    dialog = window.show_shortcuts()
+    assert dialog.isVisible()
+    dialog.close()
+
+
+def test_size_and_last_page_are_remembered(
+    window_factory: Callable[..., MainWindow], laptop: HardwareProfile
+) -> None:
+    window = window_factory(laptop)
+    window.show()
+    window.resize(720, 480)  # within the offscreen screen (800x600): restored as it was
+    window.show_page(2)
+    window.close()
+    again = window_factory(laptop)
+    again.show()
+    assert again.pages.currentWidget() is again.system
+    assert (again.width(), again.height()) == (720, 480)
+
+
+def test_the_system_page_shows_the_doctor_report_and_copies_it_for_a_bug_report(
+    qtbot: QtBot, window_factory: Callable[..., MainWindow], laptop: HardwareProfile
+) -> None:
+    window = window_factory(laptop)
+    with qtbot.waitSignal(window.system.shown, timeout=60_000):
+        window.show_page(2)  # the report is made when the page is first shown
+    text = window.system.text.toPlainText()
+    assert "RTX 3060 Laptop GPU" in text and "Builds" in text
+    window.system.copy_report()
+    copied = QGuiApplication.clipboard().text()
+    assert copied.startswith("Hearth 0.1.0 on ") and "logs: " in copied and text in copied
+
+
+def test_settings_are_stored_where_the_cli_reads_them(
+    qtbot: QtBot,
+    window_factory: Callable[..., MainWindow],
+    laptop: HardwareProfile,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_ENDPOINT", raising=False)
+    window = window_factory(laptop)
+    page = window.settings_page
+    qtbot.waitUntil(lambda: page.current is not None, timeout=20_000)
+    page.offline.setChecked(True)
+    page.endpoint.setText("http://mirror.lab:8080/")
+    with qtbot.waitSignal(page.saved, timeout=20_000):
+        page.save()
+    config = hub_config()
+    assert config.offline and config.offline_reason == "offline mode is on in Settings"
+    assert config.endpoint == "http://mirror.lab:8080"
+
+
+def test_switching_themes_repaints_everything_from_the_theme(
+    window_factory: Callable[..., MainWindow], laptop: HardwareProfile
+) -> None:
+    from app.gui.adapters.library_table import verdict_colour
+    from app.gui.theme import DARK, LIGHT, colours
+    from app.planner import FitVerdict
+
+    window = window_factory(laptop)
+    app = QGuiApplication.instance()
+    assert app is not None
+    window.set_theme("dark")
+    assert QGuiApplication.palette().color(QPalette.ColorRole.Window).name() == DARK.window
+    assert colours() is DARK and verdict_colour(FitVerdict.WONT_FIT) == DARK.bad
+    assert DARK.muted in window.chat.metrics.styleSheet()
+    window.set_theme("light")
+    assert QGuiApplication.palette().color(QPalette.ColorRole.Base).name() == LIGHT.base
+    assert LIGHT.muted in window.chat.metrics.styleSheet()
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", header[16:24])
+    return width, height
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_screenshot_renders_a_page_to_a_png_and_exits(tmp_path: Path, theme: str) -> None:
+    out = tmp_path / f"models-{theme}.png"
+    env = {k: v for k, v in os.environ.items() if k not in ("QT_QPA_PLATFORM", "DISPLAY")}
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "--screenshot", str(out), "--page", "models", *SIZE, theme],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(out)
+    assert png_size(out) == (1024, 640)
+    assert not (Path(os.environ["HEARTH_HOME"]) / "config" / "window.ini").exists()
