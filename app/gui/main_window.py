@@ -1,4 +1,5 @@
-"""The main window: a sidebar of pages (Chat, Models, System, Settings), a menu, a status bar.
+"""The main window: a sidebar of pages (Chat, Images, Models, System, Settings), a menu, a
+status bar.
 
 Pages are added in one place (`_add_page`); each gets Ctrl+<n> by its position. Size,
 position, splitter sizes and the last page are remembered in `config/window.ini`
@@ -30,6 +31,7 @@ from PySide6.QtWidgets import (
 from app import __version__
 from app.gui.adapters.runner import BackgroundRunner
 from app.gui.pages.chat import ChatPage
+from app.gui.pages.images import ImagesPage
 from app.gui.pages.models import ModelsPage
 from app.gui.pages.settings import SettingsPage
 from app.gui.pages.system import SystemPage
@@ -50,11 +52,11 @@ class Shortcut:
 
 #: The shortcuts list under Help (the pages' own are included: they are the same keys).
 SHORTCUTS = (
-    Shortcut("Ctrl+1 … Ctrl+4", "Chat, Models, System, Settings"),
+    Shortcut("Ctrl+1 … Ctrl+5", "Chat, Images, Models, System, Settings"),
     Shortcut("Ctrl+,", "Settings"),
     Shortcut("Ctrl+N", "New chat"),
-    Shortcut("Ctrl+Enter", "Send the message"),
-    Shortcut("Esc", "Stop the answer, or cancel a load"),
+    Shortcut("Ctrl+Enter", "Send the message; on Images, make the image"),
+    Shortcut("Esc", "Stop the answer or the image, or cancel a load"),
     Shortcut("F5", "Refresh the library and the chats"),
     Shortcut("Ctrl+Q", "Quit"),
 )
@@ -70,10 +72,11 @@ class MainWindow(QMainWindow):
         self.runner = BackgroundRunner(self)
         self.remember_state = True  # False: closing leaves window.ini as it was
         self.chat = ChatPage(self.runner, hardware=hardware)
+        self.images = ImagesPage(self.runner, hardware=hardware)
         self.models = ModelsPage(self.runner, hardware=hardware)
         self.system = SystemPage(self.runner, hardware=hardware)
         self.settings_page = SettingsPage(self.runner)
-        for page in (self.models, self.system, self.settings_page):
+        for page in (self.images, self.models, self.system, self.settings_page):
             page.status.connect(self.statusBar().showMessage)
         self.settings_page.theme_chosen.connect(self.set_theme)
 
@@ -86,6 +89,7 @@ class MainWindow(QMainWindow):
         self.pages = QStackedWidget()
         self._icons: list[str] = []
         self._add_page(self.chat, "Chat", "chat")
+        self._add_page(self.images, "Images", "images")
         self._add_page(self.models, "Models", "models")
         self._add_page(self.system, "System", "system")
         self._add_page(self.settings_page, "Settings", "settings")
@@ -224,11 +228,13 @@ class MainWindow(QMainWindow):
     def refresh(self) -> None:
         self.models.refresh()
         self.chat.refresh()
+        self.images.refresh()
         self.settings_page.refresh()
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self._save_state()
         self.chat.shutdown()  # the chat worker ends: its memory goes back to the system
+        self.images.shutdown()  # and so does the image worker
         self.runner.wait(CLOSE_WAIT_MS)
         super().closeEvent(event)
 
