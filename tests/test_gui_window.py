@@ -59,8 +59,22 @@ def test_the_sidebar_has_every_page_and_ctrl_number_opens_each(
     with qtbot.waitActive(window):  # window shortcuts need the active window
         window.show()
         window.activateWindow()
-    assert window.page_names() == ["chat", "images", "models", "system", "settings"]
-    pages = (window.chat, window.images, window.models, window.system, window.settings_page)
+    assert window.page_names() == [
+        "chat",
+        "images",
+        "models",
+        "downloads",
+        "system",
+        "settings",
+    ]
+    pages = (
+        window.chat,
+        window.images,
+        window.models,
+        window.downloads,
+        window.system,
+        window.settings_page,
+    )
     for n, page in enumerate(pages):
         QTest.keySequence(window, QKeySequence(f"Ctrl+{n + 1}"))
         assert window.pages.currentWidget() is page
@@ -87,7 +101,7 @@ def test_size_and_last_page_are_remembered(
     window = window_factory(laptop)
     window.show()
     window.resize(900, 560)
-    window.show_page(3)
+    window.show_page(4)
     window.close()
     again = window_factory(laptop)
     again.show()
@@ -101,7 +115,7 @@ def test_the_system_page_shows_the_doctor_report_and_copies_it_for_a_bug_report(
 ) -> None:
     window = window_factory(laptop)
     with qtbot.waitSignal(window.system.shown, timeout=60_000):
-        window.show_page(3)  # the report is made when the page is first shown
+        window.show_page(4)  # the report is made when the page is first shown
     text = window.system.text.toPlainText()
     assert "RTX 3060 Laptop GPU" in text and "Builds" in text
     window.system.copy_report()
@@ -214,3 +228,68 @@ def test_the_images_page_makes_an_image_and_the_gallery_grows(
     page.delete(confirm=False)
     qtbot.waitUntil(lambda: page.gallery.rowCount() == 0, timeout=20_000)
     assert not made.path.exists()
+
+
+def test_the_downloads_page_finds_downloads_pauses_resumes_and_cancels(
+    qtbot: QtBot,
+    window_factory: Callable[..., MainWindow],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from app.store import open_default_database
+    from app.store.downloads import DownloadState
+    from app.store.library import find_model
+    from tests.hubserver import point_hub_client_at, running_hub
+
+    cpu = load_simulated_machines()["airgapped-lab-cpu-32gb"]
+    with running_hub(tmp_path / "hub-files", lifetime_s=180) as hub:
+        point_hub_client_at(hub, monkeypatch, tmp_path)
+        window = window_factory(cpu)
+        page = window.downloads
+        qtbot.waitUntil(lambda: page.service.queue is not None, timeout=20_000)
+        page.query.setText("tiny-chat")
+        with qtbot.waitSignal(page.results_shown, timeout=30_000) as found:
+            page.search()
+        repos = [m.repo for m in found.args[0]]
+        assert "hearth-test/Tiny-Chat-GGUF" in repos
+        with qtbot.waitSignal(page.variants_shown, timeout=30_000) as listed:
+            page.results.setCurrentRow(repos.index("hearth-test/Tiny-Chat-GGUF"))
+        variants = listed.args[0]
+        [suggested] = [v for v in variants if v.suggested]
+        assert page.variant_table.currentRow() == variants.index(suggested)
+        assert "suggested" in page.variant_table.item(variants.index(suggested), 0).text()
+
+        # Hold the transfer mid-file so pause and resume act on a moving download.
+        served = hub.repos["hearth-test/Tiny-Chat-GGUF"].file(suggested.files[0].path)
+        assert served is not None
+        served.hold_at = 32 * 1024
+        page.download_selected()
+        qtbot.waitUntil(lambda: page.jobs.rowCount() == 1, timeout=20_000)
+        page.table.selectRow(0)
+        assert served.reached_hold.wait(30)
+        page.pause_button.click()
+        # The pause is applied on a pool thread: let it land before the Hub lets go.
+        qtbot.waitUntil(lambda: window.runner.pool.activeThreadCount() == 0, timeout=20_000)
+        served.release.set()
+        qtbot.waitUntil(lambda: page.jobs.jobs[0].state == DownloadState.PAUSED, timeout=30_000)
+        assert page.resume_button.isEnabled() and not page.pause_button.isEnabled()
+        served.hold_at = None
+        page.resume_button.click()
+        qtbot.waitUntil(lambda: page.jobs.jobs[0].state == DownloadState.COMPLETE, timeout=60_000)
+        assert find_model(open_default_database(), suggested.name) is not None
+
+        # A second one, cancelled while it waits: its partial files go.
+        other = next(v for v in variants if not v.suggested)
+        served_other = hub.repos["hearth-test/Tiny-Chat-GGUF"].file(other.files[0].path)
+        assert served_other is not None
+        served_other.hold_at = 16 * 1024
+        page.variant_table.selectRow(variants.index(other))
+        page.download_selected()
+        qtbot.waitUntil(lambda: page.jobs.rowCount() == 2, timeout=20_000)
+        assert served_other.reached_hold.wait(30)
+        page.table.selectRow(1)
+        page.cancel_button.click()
+        qtbot.waitUntil(lambda: window.runner.pool.activeThreadCount() == 0, timeout=20_000)
+        served_other.release.set()
+        qtbot.waitUntil(lambda: page.jobs.jobs[1].state == DownloadState.CANCELLED, timeout=30_000)
+        assert find_model(open_default_database(), other.name) is None

@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     shot.add_argument("--screenshot", metavar="FILE", help="the PNG to write")
     shot.add_argument(
         "--page",
-        choices=("chat", "images", "models", "system", "settings"),
+        choices=("chat", "images", "models", "downloads", "system", "settings"),
         default="chat",
         help="which page (default chat)",
     )

@@ -109,7 +109,8 @@ def take_screenshot(path: Path, page: str, size: tuple[int, int], theme: str | N
     index = page_index(window, page)
     if index < 0:
         raise HearthError(
-            f"There is no page called '{page}'.", "Pick chat, images, models, system or settings."
+            f"There is no page called '{page}'.",
+            "Pick chat, images, models, downloads, system or settings.",
         )
     window.show_page(index)
     window.show()

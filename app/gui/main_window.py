@@ -1,5 +1,5 @@
-"""The main window: a sidebar of pages (Chat, Images, Models, System, Settings), a menu, a
-status bar.
+"""The main window: a sidebar of pages (Chat, Images, Models, Downloads, System, Settings), a
+menu, a status bar.
 
 Pages are added in one place (`_add_page`); each gets Ctrl+<n> by its position. Size,
 position, splitter sizes and the last page are remembered in `config/window.ini`
@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 from app import __version__
 from app.gui.adapters.runner import BackgroundRunner
 from app.gui.pages.chat import ChatPage
+from app.gui.pages.downloads import DownloadsPage
 from app.gui.pages.images import ImagesPage
 from app.gui.pages.models import ModelsPage
 from app.gui.pages.settings import SettingsPage
@@ -52,7 +53,7 @@ class Shortcut:
 
 #: The shortcuts list under Help (the pages' own are included: they are the same keys).
 SHORTCUTS = (
-    Shortcut("Ctrl+1 … Ctrl+5", "Chat, Images, Models, System, Settings"),
+    Shortcut("Ctrl+1 … Ctrl+6", "Chat, Images, Models, Downloads, System, Settings"),
     Shortcut("Ctrl+,", "Settings"),
     Shortcut("Ctrl+N", "New chat"),
     Shortcut("Ctrl+Enter", "Send the message; on Images, make the image"),
@@ -74,11 +75,13 @@ class MainWindow(QMainWindow):
         self.chat = ChatPage(self.runner, hardware=hardware)
         self.images = ImagesPage(self.runner, hardware=hardware)
         self.models = ModelsPage(self.runner, hardware=hardware)
+        self.downloads = DownloadsPage(self.runner, hardware=hardware)
         self.system = SystemPage(self.runner, hardware=hardware)
         self.settings_page = SettingsPage(self.runner)
-        for page in (self.images, self.models, self.system, self.settings_page):
+        for page in (self.images, self.models, self.downloads, self.system, self.settings_page):
             page.status.connect(self.statusBar().showMessage)
         self.settings_page.theme_chosen.connect(self.set_theme)
+        self.downloads.library_changed.connect(self.refresh)  # the new model shows everywhere
 
         self.sidebar = QListWidget()
         self.sidebar.setObjectName("sidebar")
@@ -91,6 +94,7 @@ class MainWindow(QMainWindow):
         self._add_page(self.chat, "Chat", "chat")
         self._add_page(self.images, "Images", "images")
         self._add_page(self.models, "Models", "models")
+        self._add_page(self.downloads, "Downloads", "downloads")
         self._add_page(self.system, "System", "system")
         self._add_page(self.settings_page, "Settings", "settings")
         self.sidebar.currentRowChanged.connect(self._show_page)
@@ -235,6 +239,7 @@ class MainWindow(QMainWindow):
         self._save_state()
         self.chat.shutdown()  # the chat worker ends: its memory goes back to the system
         self.images.shutdown()  # and so does the image worker
+        self.downloads.shutdown()  # running downloads are queued again for the next start
         self.runner.wait(CLOSE_WAIT_MS)
         super().closeEvent(event)
 

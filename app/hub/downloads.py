@@ -689,6 +689,11 @@ class DownloadQueue:
             self._local.db = db
         return db
 
+    def release_thread_database(self) -> None:
+        """Close the calling thread's connection to the database (the queue opens one per
+        thread that calls it; a thread pool that calls it from a passing thread closes it)."""
+        self._close_thread_db()
+
     def _close_thread_db(self) -> None:
         db = getattr(self._local, "db", None)
         if db is not None:
