@@ -57,6 +57,9 @@ class HearthPaths:
     build_check_cache = _Below("cache", "build-probe.json")
     #: The hub token when there is no usable keyring (mode 0600).
     token_file = _Below("config", "hub-token")
+    #: Named secrets (the API key, remote providers' keys) when there is no usable keyring:
+    #: one JSON object, mode 0600.
+    secrets_file = _Below("config", "secrets.json")
 
     def model_folder(self, publisher: str, repo: str) -> Path:
         """Where a model from `publisher/repo` lives (callers pass names safe for a path)."""

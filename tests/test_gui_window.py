@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from PySide6.QtCore import QUrl
 from PySide6.QtGui import QGuiApplication, QKeySequence, QPalette
 from PySide6.QtTest import QTest
 from pytestqt.qtbot import QtBot
@@ -66,6 +67,7 @@ def test_the_sidebar_has_every_page_and_ctrl_number_opens_each(
         "downloads",
         "system",
         "settings",
+        "server",
     ]
     pages = (
         window.chat,
@@ -74,6 +76,7 @@ def test_the_sidebar_has_every_page_and_ctrl_number_opens_each(
         window.downloads,
         window.system,
         window.settings_page,
+        window.server,
     )
     for n, page in enumerate(pages):
         QTest.keySequence(window, QKeySequence(f"Ctrl+{n + 1}"))
@@ -246,6 +249,9 @@ def test_the_downloads_page_finds_downloads_pauses_resumes_and_cancels(
         point_hub_client_at(hub, monkeypatch, tmp_path)
         window = window_factory(cpu)
         page = window.downloads
+        assert page.service.queue is None  # nothing to resume: no queue threads yet
+        window.show()
+        window.show_page(window.page_names().index("downloads"))
         qtbot.waitUntil(lambda: page.service.queue is not None, timeout=20_000)
         page.query.setText("tiny-chat")
         with qtbot.waitSignal(page.results_shown, timeout=30_000) as found:
@@ -293,3 +299,33 @@ def test_the_downloads_page_finds_downloads_pauses_resumes_and_cancels(
         served_other.release.set()
         qtbot.waitUntil(lambda: page.jobs.jobs[1].state == DownloadState.CANCELLED, timeout=30_000)
         assert find_model(open_default_database(), other.name) is None
+
+
+def test_answers_render_as_markdown_with_code_to_copy_and_no_raw_html(
+    qtbot: QtBot, window_factory: Callable[..., MainWindow], laptop: HardwareProfile
+) -> None:
+    from app.store import conversations as convs
+    from app.store import open_default_database
+
+    answer = (
+        "Here is **bold** and `inline`.\n\n```python\nprint('hi')\n```\n\n"
+        "<img src=x onerror=alert(1)> <script>alert(2)</script>"
+    )
+    db = open_default_database()
+    cid = convs.create_conversation(db, model="tiny", title="Code")
+    user = convs.add_message(db, cid, "user", "Show me **code**", parent_id=None)
+    convs.add_message(db, cid, "assistant", answer, parent_id=user)
+    db.close()
+    window = window_factory(laptop)
+    chat = window.chat
+    qtbot.waitUntil(lambda: chat.conversation_list.rowCount() == 1, timeout=20_000)
+    with qtbot.waitSignal(chat.transcript_shown, timeout=20_000):
+        chat.conversations.setCurrentIndex(chat.conversation_list.index(0))
+    text = chat.transcript.toPlainText()
+    assert "Here is bold and inline." in text  # Markdown, not asterisks
+    assert "Show me **code**" in text  # what the person typed stays as typed
+    assert "print('hi')" in text and "Copy" in text
+    assert "<script>alert(2)</script>" in text  # raw HTML is shown as text, never run
+    assert chat.code_blocks == ["print('hi')\n"]
+    chat._on_link(QUrl("copy:0"))
+    assert QGuiApplication.clipboard().text() == "print('hi')\n"

@@ -26,7 +26,8 @@ def add_commands(sub: Any) -> None:
         "--model",
         "-m",
         default="starter",
-        help="library name or .gguf path (default: the starter model)",
+        help="library name, .gguf path, or PROVIDER/MODEL of a remote provider "
+        "(`hearth remote list`; default: the starter model)",
     )
     chat.add_argument("--system", "-s", help="system prompt for a new conversation")
     chat.add_argument(
@@ -87,6 +88,19 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def _load(session: Any, args: argparse.Namespace, settings: Any) -> None:
+    from app.store.providers import split_remote_model_id
+
+    if split_remote_model_id(session.db, args.model) is not None:
+        loaded = session.load_model(args.model, settings=settings)
+        if not args.quiet:
+            print(
+                f"{args.model}: {loaded.backend_used}, {loaded.n_ctx:,} ctx, "
+                f"attached in {loaded.load_s:.1f} s",
+                file=sys.stderr,
+            )
+            if loaded.note:
+                print(f"note: {loaded.note}", file=sys.stderr)
+        return
     plan = session.plan(args.model, settings)
     if not args.quiet:
         print(

@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     """Every command and option; each command group adds its own (its `add_commands`)."""
     # Imported here, after check_dependencies(): a command group may import rich or the
     # store, and a missing package must be a sentence, not a traceback.
-    from app.cli import chat, doctor, history, hub, images, library
+    from app.cli import chat, doctor, history, hub, images, library, remote, serve
 
     parser = argparse.ArgumentParser(
         prog="hearth",
@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_commands(sub)
     history.add_commands(sub)
     images.add_commands(sub)  # imagine, images list/show/rm/export/reveal
+    remote.add_commands(sub)  # remote add/list/test/rm
+    serve.add_commands(sub)  # the local OpenAI-compatible API
     models = sub.add_parser("models", help="the model library")
     msub = models.add_subparsers(dest="models_command", metavar="SUBCOMMAND", required=True)
     library.add_commands(msub)  # starter, list, show, rm, import, export, catalog

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QHBoxLayout,
+    QLabel,
     QListWidget,
     QListWidgetItem,
     QMainWindow,
@@ -34,6 +35,7 @@ from app.gui.pages.chat import ChatPage
 from app.gui.pages.downloads import DownloadsPage
 from app.gui.pages.images import ImagesPage
 from app.gui.pages.models import ModelsPage
+from app.gui.pages.server import ServerPage
 from app.gui.pages.settings import SettingsPage
 from app.gui.pages.system import SystemPage
 from app.gui.theme import Theme, apply_theme, icon
@@ -53,7 +55,7 @@ class Shortcut:
 
 #: The shortcuts list under Help (the pages' own are included: they are the same keys).
 SHORTCUTS = (
-    Shortcut("Ctrl+1 … Ctrl+6", "Chat, Images, Models, Downloads, System, Settings"),
+    Shortcut("Ctrl+1 … Ctrl+7", "Chat, Images, Models, Downloads, System, Settings, Server"),
     Shortcut("Ctrl+,", "Settings"),
     Shortcut("Ctrl+N", "New chat"),
     Shortcut("Ctrl+Enter", "Send the message; on Images, make the image"),
@@ -81,6 +83,11 @@ class MainWindow(QMainWindow):
         for page in (self.images, self.models, self.downloads, self.system, self.settings_page):
             page.status.connect(self.statusBar().showMessage)
         self.settings_page.theme_chosen.connect(self.set_theme)
+        self.server = ServerPage()  # the local API: off until the person turns it on
+        self.server.status.connect(self.statusBar().showMessage)
+        self.api_label = QLabel("")
+        self.statusBar().addPermanentWidget(self.api_label)
+        self.server.api_state.connect(self.api_label.setText)
         self.downloads.library_changed.connect(self.refresh)  # the new model shows everywhere
 
         self.sidebar = QListWidget()
@@ -97,6 +104,7 @@ class MainWindow(QMainWindow):
         self._add_page(self.downloads, "Downloads", "downloads")
         self._add_page(self.system, "System", "system")
         self._add_page(self.settings_page, "Settings", "settings")
+        self._add_page(self.server, "Server", "server")
         self.sidebar.currentRowChanged.connect(self._show_page)
 
         body = QWidget()
@@ -240,6 +248,7 @@ class MainWindow(QMainWindow):
         self.chat.shutdown()  # the chat worker ends: its memory goes back to the system
         self.images.shutdown()  # and so does the image worker
         self.downloads.shutdown()  # running downloads are queued again for the next start
+        self.server.shut_down()  # the API stops and unloads its model
         self.runner.wait(CLOSE_WAIT_MS)
         super().closeEvent(event)
 

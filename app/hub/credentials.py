@@ -10,6 +10,7 @@ from typing import Any
 
 from app.errors import HearthError
 from app.paths import hearth_paths
+from app.store.secrets import keyring_name, usable_keyring
 
 KEYRING_SERVICE = "Hearth"
 KEYRING_USER = "huggingface-hub-token"
@@ -121,26 +122,9 @@ def _write_private_file(token: str) -> Path:
 
 
 def _usable_keyring() -> Any | None:
-    """The keyring backend if the `keyring` package is installed and has a real backend."""
-    if os.environ.get("HEARTH_NO_KEYRING"):
-        return None
-    try:
-        import keyring
-        from keyring.backends import fail
-    except Exception:  # not installed (the common case), or broken
-        return None
-    try:
-        ring = keyring.get_keyring()
-    except Exception:
-        return None
-    if isinstance(ring, fail.Keyring) or getattr(ring, "priority", 0) <= 0:
-        return None
-    # The chainer reports a priority even when it holds nothing usable.
-    backends = getattr(ring, "backends", None)
-    if backends is not None and not backends:
-        return None
-    return ring
+    """The keyring backend if there is a real one (the rule every Hearth secret follows)."""
+    return usable_keyring()
 
 
 def _keyring_name(ring: Any) -> str:
-    return str(getattr(ring, "name", type(ring).__name__))
+    return keyring_name(ring)

@@ -1,7 +1,9 @@
 """One chat turn end to end: save the question, fit the context, stream the answer durably.
 
 This is the core the CLI and the GUI share. It never imports llama_cpp: the model runs
-behind a `ChatEngine` (by default the llama.cpp worker's `ChatEngineClient`).
+behind a `ChatEngine` (by default the llama.cpp worker's `ChatEngineClient`; for a
+`PROVIDER/MODEL` id of an added provider, a `RemoteChatEngine`, which the server's own
+template and Hearth's history fitting serve the same way).
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from app.engines.chat_llama.protocol import (
     LoadRequest,
     Metrics,
 )
+from app.engines.chat_remote.client import RemoteChatEngine
+from app.engines.chat_remote.factory import remote_engine_for
+from app.engines.chat_remote.template import SERVER_TEMPLATE, ServerTemplate
 from app.engines.errors import EngineLostError, NotLoadedError
 from app.errors import HearthError
 from app.hardware.profile import HardwareProfile
@@ -92,11 +97,13 @@ TokenCallback = Callable[[str, str], None]  # (answer piece, reasoning piece)
 @dataclass
 class _LoadedModel:
     name: str
-    path: Path
-    plan: LoadPlan
-    template: ChosenTemplate
+    path: Path | None  # None: a remote model
+    plan: LoadPlan | None  # None: a remote model (the server planned it)
+    template: ChosenTemplate | ServerTemplate
     request: LoadRequest
     loaded: Loaded
+    provider: str | None = None  # the remote provider's name
+    model_id: str | None = None  # the model as the engine knows it (the server's id)
 
 
 class ChatSession(Session[ChatEngine]):
@@ -111,6 +118,7 @@ class ChatSession(Session[ChatEngine]):
         flush_interval_s: float = FLUSH_INTERVAL_S,
     ) -> None:
         super().__init__(db, client=client, hardware=hardware)
+        self._local_client = self.client  # back in use when a local model follows a remote one
         self.flush_interval_s = flush_interval_s
         self.model: _LoadedModel | None = None
         self._current_request: str | None = None
@@ -133,7 +141,17 @@ class ChatSession(Session[ChatEngine]):
         on_progress: Callable[[LoadProgress], None] | None = None,
         cancel_event: Any = None,
     ) -> Loaded:
-        """Plan and load a model (unloading another first); a no-op if it is already loaded."""
+        """Plan and load a model (unloading another first); a no-op if it is already loaded.
+
+        `PROVIDER/MODEL`, for a provider added with `hearth remote add`, attaches to that
+        server's model instead (`settings.n_ctx` then caps the history Hearth sends).
+        """
+        remote = remote_engine_for(self.db, name_or_path)
+        if remote is not None:
+            return self._attach_remote(remote, name_or_path, settings, on_progress, cancel_event)
+        if isinstance(self.client, RemoteChatEngine):
+            self.unload()
+            self.client = self._local_client
         path, name = resolve_model_path(self.db, name_or_path)
         facts = read_gguf_facts(path)
         plan = plan_load(self.hardware, facts, settings)
@@ -151,8 +169,36 @@ class ChatSession(Session[ChatEngine]):
             self.client.unload()  # memory goes back before the next model comes in
             self.model = None
         loaded = self.client.load(request, on_progress=on_progress, cancel_event=cancel_event)
-        self.model = _LoadedModel(name, path, plan, template, request, loaded)
+        self.model = _LoadedModel(name, path, plan, template, request, loaded, model_id=name)
         mark_model_used(self.db, name)
+        return loaded
+
+    def _attach_remote(
+        self,
+        engine: RemoteChatEngine,
+        model_id: str,
+        settings: LoadSettings | None,
+        on_progress: Callable[[LoadProgress], None] | None,
+        cancel_event: Any,
+    ) -> Loaded:
+        current = self.model
+        if current and current.name == model_id and self.client.is_alive():
+            return current.loaded
+        if current is not None:
+            self.unload()  # a local model's memory goes back before the remote answers
+        self.client = engine
+        request = engine.load_request((settings.n_ctx or 0) if settings else 0)
+        loaded = engine.load(request, on_progress=on_progress, cancel_event=cancel_event)
+        self.model = _LoadedModel(
+            model_id,
+            None,
+            None,
+            SERVER_TEMPLATE,
+            request,
+            loaded,
+            provider=engine.provider.name,
+            model_id=engine.model,
+        )
         return loaded
 
     def _ensure_worker(self) -> _LoadedModel:
@@ -161,7 +207,8 @@ class ChatSession(Session[ChatEngine]):
         if model is None:
             raise NotLoadedError("No model is loaded.", "Load a model first.")
         if not self.client.is_alive() or self.client.loaded is None:
-            check_gguf_header(model.path)  # deleted or replaced while loaded: say so
+            if model.path is not None:
+                check_gguf_header(model.path)  # deleted or replaced while loaded: say so
             model.loaded = self.client.load(model.request)
         return model
 
@@ -336,6 +383,8 @@ class ChatSession(Session[ChatEngine]):
             state=reply.state,
             error=reply.error,
             metrics=reply.metrics,
+            provider=model.provider,
+            model=model.model_id,
         )
 
     def _fit_prompt(

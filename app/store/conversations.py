@@ -28,6 +28,8 @@ class Message:
     metrics: dict[str, Any]
     created_at: str
     updated_at: str
+    provider: str | None = None  # the remote provider that answered; None: this machine
+    model: str | None = None  # the model that answered (library name or server model id)
 
 
 def _message(row: dict[str, Any]) -> Message:
@@ -43,6 +45,8 @@ def _message(row: dict[str, Any]) -> Message:
         metrics=json.loads(row["metrics"]) if row["metrics"] else {},
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        provider=row.get("provider"),
+        model=row.get("model"),
     )
 
 
@@ -176,8 +180,14 @@ def update_message(
     state: MessageState | None = None,
     error: str | None = None,
     metrics: dict[str, Any] | None = None,
+    provider: str | None = None,
+    model: str | None = None,
 ) -> None:
     fields: dict[str, Any] = {"updated_at": utc_now()}
+    if provider is not None:
+        fields["provider"] = provider
+    if model is not None:
+        fields["model"] = model
     if content is not None:
         fields["content"] = content
     if reasoning is not None:
@@ -309,6 +319,8 @@ def export_json(db: Database, conversation_id: str) -> dict[str, Any]:
             "state": m.state.value,
             "error": m.error,
             "metrics": m.metrics or None,
+            "provider": m.provider,
+            "model": m.model,
             "created_at": m.created_at,
         }
         for m in branch(db, conv["id"])

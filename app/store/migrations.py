@@ -263,3 +263,31 @@ def m001_initial(db: Database) -> None:
 def m002_conversation_branches(db: Database) -> None:
     """Remember which branch of a conversation is shown (edits and regenerations fork it)."""
     db.table("conversations").add_column("leaf_id", str)
+
+
+@migration
+def m003_remote_providers(db: Database) -> None:
+    """Remote OpenAI-compatible providers, and which provider and model wrote each message."""
+    db.table("providers").create(
+        {
+            "name": str,
+            "base_url": str,  # normalised to the API root (`.../v1`)
+            "headers": str,  # JSON object: extra headers sent with every request
+            "verify_tls": int,
+            "ca_bundle": str,  # a PEM file to trust, or NULL for the system's CAs
+            "connect_timeout_s": float,
+            "read_timeout_s": float,
+            "write_timeout_s": float,
+            "pool_timeout_s": float,
+            "context_window": int,  # set by hand; NULL: detected per model
+            "capabilities": str,  # JSON list, set by hand
+            "token_param": str,  # 'max_tokens' | 'max_completion_tokens' | NULL
+            "models": str,  # JSON list of {"id", "context_window"}, detected
+            "added_at": str,
+            "updated_at": str,
+        },
+        pk="name",
+        not_null=["base_url"],
+    )
+    db.table("messages").add_column("provider", str)  # NULL: this machine's llama.cpp
+    db.table("messages").add_column("model", str)

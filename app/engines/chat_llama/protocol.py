@@ -111,6 +111,9 @@ class GenerateRequest:
     repeat_penalty: float = 1.1
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    #: A JSON Schema (as JSON text) the reply must match: llama.cpp samples through the
+    #: grammar made from it, so the reply always parses. None: free text.
+    json_schema: str | None = None
 
 
 @dataclass(frozen=True)

@@ -413,6 +413,15 @@ class _ChatWorker(WorkerServer):
         if req.max_tokens < 1:
             self.send(ErrorEvent(rid, "bad_request", "max_tokens must be at least 1."))
             return
+        grammar = None
+        if req.json_schema is not None:
+            try:
+                grammar = self.llama_cpp.LlamaGrammar.from_json_schema(
+                    req.json_schema, verbose=False
+                )
+            except Exception as exc:
+                self.send(ErrorEvent(rid, "bad_request", f"The JSON schema is not usable: {exc}."))
+                return
         llm = self.llm
         t_start = time.perf_counter()
         tokens = self.tokenize(req.prompt)
@@ -428,7 +437,7 @@ class _ChatWorker(WorkerServer):
             )
             return
         try:
-            self._run_generation(req, tokens, n_ctx, t_start)
+            self._run_generation(req, tokens, n_ctx, t_start, grammar)
         except ParentGone:
             raise
         except Exception as exc:
@@ -436,7 +445,7 @@ class _ChatWorker(WorkerServer):
             self.send(ErrorEvent(rid, "generate_failed", f"llama.cpp failed: {exc}."))
 
     def _run_generation(
-        self, req: GenerateRequest, tokens: list[int], n_ctx: int, t_start: float
+        self, req: GenerateRequest, tokens: list[int], n_ctx: int, t_start: float, grammar: Any
     ) -> None:
         llm, rid = self.llm, req.request_id
         cached = self._reuse_kv_cache(tokens)
@@ -463,6 +472,7 @@ class _ChatWorker(WorkerServer):
                 temp=max(req.temperature, 0.0),
                 repeat_penalty=req.repeat_penalty,
                 reset=True,
+                grammar=grammar,
             )
             try:
                 for token in gen:

@@ -80,12 +80,14 @@ class ChatWorker(QObject):
             assert session.model is not None
             plan = session.model.plan
             self.ready = True
-            self.loaded.emit(
-                session.model.name,
+            how = (
                 f"{plan.backend.value}, {plan.threads} threads, {plan.n_ctx:,} tokens of "
                 f"context, loaded in {loaded.load_s:.1f} s"
-                + (f" ({loaded.note})" if loaded.note else ""),
+                if plan is not None
+                else f"{loaded.backend_used}, {loaded.n_ctx:,} tokens of context, "
+                f"attached in {loaded.load_s:.1f} s"
             )
+            self.loaded.emit(session.model.name, how + (f" ({loaded.note})" if loaded.note else ""))
             self.template_note.emit(session.model.template.replacement_note or "")
         except HearthError as exc:
             self.failed.emit(str(exc))

@@ -10,6 +10,7 @@ from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelInde
 from app.store import conversations as convs
 from app.store import open_default_database
 from app.store.library import ModelKind, list_models
+from app.store.providers import list_providers
 
 AnyIndex = QModelIndex | QPersistentModelIndex
 
@@ -31,6 +32,8 @@ class ChatLists:
 
     chat_models: tuple[str, ...]
     conversations: tuple[ConversationSummary, ...]
+    #: `PROVIDER/MODEL` ids of the models remote providers reported (`hearth remote test`).
+    remote_models: tuple[str, ...] = ()
 
 
 def read_chat_lists() -> ChatLists:
@@ -38,8 +41,11 @@ def read_chat_lists() -> ChatLists:
     with closing(open_default_database()) as db:
         models = tuple(m.name for m in list_models(db, ModelKind.CHAT))
         rows = convs.list_conversations(db)
+        remote = tuple(f"{p.name}/{m.id}" for p in list_providers(db) for m in p.models)
     return ChatLists(
-        models, tuple(ConversationSummary(r["id"], r["title"] or "New chat") for r in rows)
+        models,
+        tuple(ConversationSummary(r["id"], r["title"] or "New chat") for r in rows),
+        remote,
     )
 
 

@@ -8,6 +8,7 @@ resume when the service starts (the queue requeues them).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from enum import IntEnum
 
@@ -134,11 +135,28 @@ class DownloadService(QObject):
         super().__init__()
         self.runner = runner
         self.queue: DownloadQueue | None = None
+        self._starting = False
+        self._wanted = False  # a start was asked for while a conditional one ran
+        self._closed = False
 
-    def start(self) -> None:
-        def make() -> list[DownloadJob]:
-            queue = DownloadQueue(on_progress=self.job_changed.emit, max_parallel=2)
+    def start(self, *, only_if_unfinished: bool = False) -> None:
+        """Make and start the queue (once); with `only_if_unfinished`, only when an earlier
+        Hearth left downloads to resume: a window that never downloads runs no threads."""
+        if self.queue is not None or self._closed:
+            return
+        if self._starting:  # one is on its way; make sure it is not a conditional one
+            self._wanted = self._wanted or not only_if_unfinished
+            return
+        self._starting = True
+
+        def make() -> list[DownloadJob] | None:
+            if only_if_unfinished and not _unfinished_downloads():
+                return None
+            queue = DownloadQueue(on_progress=self._relay, max_parallel=2)
             try:
+                if self._closed:  # the window closed while this was on its way
+                    queue.close(timeout=3)
+                    return None
                 queue.start()  # resumes what an earlier Hearth left unfinished
                 self.queue = queue
                 return queue.jobs()
@@ -146,8 +164,27 @@ class DownloadService(QObject):
                 queue.release_thread_database()  # a pool thread: do not keep its connection
 
         job = self.runner.submit(make)
-        job.done.connect(self.started)
-        job.failed.connect(self.failed)
+        job.done.connect(self._made)
+        job.failed.connect(self._failed_to_start)
+
+    def _made(self, jobs: list[DownloadJob] | None) -> None:
+        self._starting = False
+        if jobs is not None:
+            self.started.emit(jobs)
+        elif self._wanted:
+            self._wanted = False
+            self.start()
+
+    def _failed_to_start(self, message: str) -> None:
+        self._starting = False
+        self.failed.emit(message)
+
+    def _relay(self, job: DownloadJob) -> None:
+        """The queue's listener (its threads): hand the snapshot to the UI thread."""
+        if self._closed:
+            return
+        with contextlib.suppress(RuntimeError):  # the window is being torn down
+            self.job_changed.emit(job)
 
     def _act(self, work: Callable[[], DownloadJob]) -> None:
         queue = self.queue
@@ -160,13 +197,14 @@ class DownloadService(QObject):
                     queue.release_thread_database()
 
         job = self.runner.submit(run)
-        job.done.connect(lambda snapshot: self.job_changed.emit(snapshot) if snapshot else None)
+        job.done.connect(self.job_changed)  # signal to signal: dropped if the service goes
         job.failed.connect(self.failed)
 
     def enqueue(self, variant: GgufVariant) -> None:
         queue = self.queue
         if queue is None:
-            self.failed.emit("The download queue is still starting; try again in a moment.")
+            self.start()
+            self.failed.emit("The download queue is starting; press Download again in a moment.")
             return
 
         def go() -> DownloadJob:
@@ -198,8 +236,21 @@ class DownloadService(QObject):
             self._act(lambda: queue.cancel(job_id))
 
     def close(self) -> None:
+        self._closed = True
         if self.queue is not None:
             self.queue.close(timeout=3)  # running downloads are queued again for next time
+
+
+def _unfinished_downloads() -> bool:
+    from contextlib import closing
+
+    from app.store import open_default_database
+    from app.store.downloads import rows_in_state
+
+    with closing(open_default_database()) as db:
+        return any(
+            rows_in_state(db, state) for state in (DownloadState.QUEUED, DownloadState.RUNNING)
+        )
 
 
 def search_hub(query: str, hardware: HardwareProfile | None) -> list[object]:

@@ -72,11 +72,12 @@ class GalleryModel(QAbstractListModel):
         if image.id in self._asked:
             return
         self._asked.add(image.id)
-        path = image.path
-        job = self.runner.submit(lambda: thumbnail(path, THUMB))
-        job.done.connect(lambda scaled, image_id=image.id: self._arrived(image_id, scaled))
+        path, image_id = image.path, image.id
+        job = self.runner.submit(lambda: (image_id, thumbnail(path, THUMB)))
+        job.done.connect(self._arrived)  # a bound slot: dropped if the model goes first
 
-    def _arrived(self, image_id: str, scaled: object) -> None:
+    def _arrived(self, result: tuple[str, object]) -> None:
+        image_id, scaled = result
         if not isinstance(scaled, QImage) or scaled.isNull():
             return
         self._thumbs[image_id] = QPixmap.fromImage(scaled)  # QPixmap: on the UI thread only

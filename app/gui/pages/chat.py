@@ -5,8 +5,16 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, Signal
-from PySide6.QtGui import QColor, QKeySequence, QShortcut, QTextCharFormat, QTextCursor
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QUrl, Signal
+from PySide6.QtGui import (
+    QColor,
+    QDesktopServices,
+    QGuiApplication,
+    QKeySequence,
+    QShortcut,
+    QTextCharFormat,
+    QTextCursor,
+)
 from PySide6.QtWidgets import (
     QComboBox,
     QFrame,
@@ -30,13 +38,16 @@ from app.gui.adapters.conversations import (
     read_chat_lists,
     read_transcript,
 )
+from app.gui.adapters.remote_providers import NewProvider, add_and_test_provider, report_text
 from app.gui.adapters.runner import BackgroundRunner
+from app.gui.markdown import COPY_SCHEME, render_markdown
 from app.gui.theme import colours
 from app.hardware.profile import HardwareProfile
 from app.models.starter import STARTER
 from app.store import MessageState
 
 if TYPE_CHECKING:
+    from app.engines.chat_remote.probe import ConnectionReport
     from app.sessions.chat import Reply
     from app.store.conversations import Message
 
@@ -45,6 +56,7 @@ class ChatPage(QWidget):
     """Binds the conversation list, the model picker and the transcript to the chat runner."""
 
     lists_shown = Signal(object)  # the ChatLists now on screen
+    remote_added = Signal(object)  # the ConnectionReport of a provider just added
     transcript_shown = Signal(str)  # the conversation whose messages were just shown
 
     def __init__(
@@ -81,6 +93,10 @@ class ChatPage(QWidget):
         top.addWidget(QLabel("Model:"))
         top.addWidget(self.model_box, 1)
         top.addWidget(self.load_button)
+        self.add_remote_button = QPushButton("Add remote…")
+        self.add_remote_button.setToolTip("Chat through an OpenAI-compatible server")
+        self.add_remote_button.clicked.connect(self.ask_for_remote_provider)
+        top.addWidget(self.add_remote_button)
         # Shown when the model's own chat template was replaced by its family's (why: tooltip).
         self.template_badge = QLabel("family template")
         self.template_badge.setFrameShape(QFrame.Shape.StyledPanel)
@@ -89,6 +105,9 @@ class ChatPage(QWidget):
 
         self.transcript = QTextBrowser()
         self.transcript.setOpenExternalLinks(False)
+        self.transcript.setOpenLinks(False)  # every click comes to _on_link
+        self.transcript.anchorClicked.connect(self._on_link)
+        self.code_blocks: list[str] = []  # what each code block's Copy link copies
         self.input = QPlainTextEdit()
         self.input.setPlaceholderText("Message (Ctrl+Enter to send, Esc to stop)")
         self.input.setMaximumHeight(90)
@@ -144,8 +163,13 @@ class ChatPage(QWidget):
         """Re-read the chat models and conversations (off the UI thread)."""
         self.runner.submit(read_chat_lists).done.connect(self._show_lists)
 
+    def selected_model(self) -> str:
+        """The model id picked: a library name, or `PROVIDER/MODEL` for a remote one."""
+        data = self.model_box.currentData()
+        return str(data) if data else self.model_box.currentText()
+
     def load_selected_model(self) -> None:
-        name = self.model_box.currentText()
+        name = self.selected_model()
         if not name:
             self.status.setText("No chat models yet: run `hearth models starter` first.")
             return
@@ -153,6 +177,25 @@ class ChatPage(QWidget):
         self.progress.setVisible(True)
         self.status.setText(f"Loading {name}… (Esc cancels)")
         self.chat_runner.load(name)
+
+    def ask_for_remote_provider(self) -> None:
+        from app.gui.pages.remote_dialog import RemoteProviderDialog
+
+        dialog = RemoteProviderDialog(self)
+        if dialog.exec() == RemoteProviderDialog.DialogCode.Accepted:
+            self.add_remote_provider(dialog.values())
+
+    def add_remote_provider(self, new: NewProvider) -> None:
+        """Save, test and list a remote provider (off the UI thread); the checks show below."""
+        self.status.setText(f"Adding and testing {new.name}…")
+        job = self.runner.submit(lambda: add_and_test_provider(new))
+        job.done.connect(self._on_remote_added)
+        job.failed.connect(self.status.setText)
+
+    def _on_remote_added(self, report: ConnectionReport) -> None:
+        self.status.setText(report_text(report))
+        self.refresh()
+        self.remote_added.emit(report)
 
     def new_chat(self) -> None:
         self.conversation_id = None
@@ -175,7 +218,7 @@ class ChatPage(QWidget):
                 "Your message is queued: it is answered as soon as the model is ready."
             )
         # With no conversation yet, the chat thread creates one and reports its id back.
-        self.chat_runner.send(self.conversation_id, text, self.model_box.currentText())
+        self.chat_runner.send(self.conversation_id, text, self.selected_model())
 
     def shutdown(self) -> None:
         self.chat_runner.close()
@@ -183,11 +226,16 @@ class ChatPage(QWidget):
     # --- results from the runners ---------------------------------------------------------
 
     def _show_lists(self, lists: ChatLists) -> None:
-        current = self.model_box.currentText()
+        current = self.selected_model()
         self.model_box.clear()
-        self.model_box.addItems(list(lists.chat_models))
+        for name in lists.chat_models:
+            self.model_box.addItem(name, name)
+        for model_id in lists.remote_models:  # beside the local ones, marked remote
+            self.model_box.addItem(f"{model_id} (remote)", model_id)
         # Keep the user's pick; otherwise start on the starter assistant when it is there.
-        self.model_box.setCurrentText(current or STARTER.name)
+        index = self.model_box.findData(current or STARTER.name)
+        if index >= 0:
+            self.model_box.setCurrentIndex(index)
         selection = self.conversations.selectionModel()
         selection.blockSignals(True)  # re-selecting the open chat must not reload it
         self.conversation_list.set_conversations(lists.conversations)
@@ -205,21 +253,44 @@ class ChatPage(QWidget):
             return
         conversation_id = str(current.data(CONVERSATION_ID_ROLE))
         self.conversation_id = conversation_id
-        job = self.runner.submit(lambda: read_transcript(conversation_id))
-        job.done.connect(lambda messages: self._show_transcript(conversation_id, messages))
-        job.failed.connect(self.status.setText)
+        self._read_transcript(conversation_id)
 
     def _show_transcript(self, conversation_id: str, messages: tuple[Message, ...]) -> None:
         if conversation_id != self.conversation_id:
             return  # the person opened another chat meanwhile
         parts = []
+        self.code_blocks = []
         for msg in messages:
             who = "You" if msg.role == "user" else "Assistant"
             state = msg.state.value
             note = "" if msg.state == MessageState.COMPLETE else f" <i>({state})</i>"
-            parts.append(f"<p><b>{who}</b>{note}<br>{_html(msg.content)}</p>")
+            if msg.role == "user":
+                body = f"<p>{_html(msg.content)}</p>"
+            else:  # answers are Markdown, with highlighted code blocks to copy
+                rendered = render_markdown(
+                    msg.content, colours(), first_block=len(self.code_blocks)
+                )
+                self.code_blocks.extend(rendered.code_blocks)
+                body = rendered.html
+            parts.append(f"<p><b>{who}</b>{note}</p>{body}")
+        # Re-rendering keeps the reader's place unless they were following the bottom.
+        bar = self.transcript.verticalScrollBar()
+        following = bar.value() >= bar.maximum() - 4
         self.transcript.setHtml("".join(parts))
+        if following:
+            bar.setValue(bar.maximum())
         self.transcript_shown.emit(conversation_id)
+
+    def _on_link(self, url: QUrl) -> None:
+        """`copy:N` copies code block N; other links open in the browser (a person's click)."""
+        if url.scheme() == COPY_SCHEME:
+            index = int(url.path() or -1) if url.path().isdigit() else -1
+            if 0 <= index < len(self.code_blocks):
+                QGuiApplication.clipboard().setText(self.code_blocks[index])
+                self.status.setText("The code is on the clipboard.")
+            return
+        if url.scheme() in ("http", "https"):
+            QDesktopServices.openUrl(url)
 
     def _on_conversation_started(self, conversation_id: str) -> None:
         self.conversation_id = conversation_id
@@ -263,6 +334,22 @@ class ChatPage(QWidget):
         if reply.error:
             self.status.setText(reply.error)
         self.refresh()
+        self._rerender()  # the streamed plain text becomes Markdown, once, at the end
+
+    def _rerender(self) -> None:
+        conversation_id = self.conversation_id
+        if conversation_id is None:
+            return
+        self._read_transcript(conversation_id)
+
+    def _read_transcript(self, conversation_id: str) -> None:
+        # Bound methods, not lambdas: Qt drops the connection if the page goes first.
+        job = self.runner.submit(lambda: (conversation_id, read_transcript(conversation_id)))
+        job.done.connect(self._transcript_read)
+        job.failed.connect(self.status.setText)
+
+    def _transcript_read(self, result: tuple[str, tuple[Message, ...]]) -> None:
+        self._show_transcript(*result)
 
     def _on_failed(self, message: str) -> None:
         self.progress.setVisible(False)

@@ -5,7 +5,7 @@ progress, speed, time left, pause, resume (Retry) and cancel."""
 from __future__ import annotations
 
 from PySide6.QtCore import QModelIndex, Qt, Signal
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QShowEvent
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
@@ -144,7 +144,13 @@ class DownloadsPage(QWidget):
         title = QLabel("<h2>Downloads</h2>")
         layout.addWidget(title)
         layout.addWidget(splitter, 1)
+        # Downloads an earlier Hearth left unfinished resume at once; otherwise the queue
+        # starts when this page is first shown.
+        self.service.start(only_if_unfinished=True)
+
+    def showEvent(self, event: QShowEvent) -> None:
         self.service.start()
+        super().showEvent(event)
 
     # --- finding --------------------------------------------------------------------------
 

@@ -411,7 +411,7 @@ class ImagesPage(QWidget):
             if answer != QMessageBox.StandardButton.Yes:
                 return
         job = self.runner.submit(lambda: _delete(image.id))
-        job.done.connect(lambda _r: self.gallery.remove_image(image.id))
+        job.done.connect(self.gallery.remove_image)  # a bound slot: dropped if the page goes
         job.failed.connect(self.status)
 
     def shutdown(self) -> None:
@@ -426,7 +426,7 @@ class ImagesPage(QWidget):
         )
 
 
-def _delete(image_id: str) -> None:
+def _delete(image_id: str) -> str:
     from contextlib import closing
 
     from app.store import open_default_database
@@ -434,6 +434,7 @@ def _delete(image_id: str) -> None:
 
     with closing(open_default_database()) as db:
         delete_image(db, image_id)
+    return image_id
 
 
 def _esc(text: str) -> str:

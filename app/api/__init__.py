@@ -1,0 +1,1 @@
+"""The local OpenAI-compatible API: a face beside the CLI and the window (`hearth serve`)."""
