@@ -6,10 +6,15 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.gguf_factory import write_tiny_gguf
+
+if TYPE_CHECKING:
+    from app.hub.downloads import DownloadQueue
+    from tests.hubserver import HubServer
 
 #: Where scripts/test puts real models: inside the venv, so they are fetched once per venv.
 TEST_MODELS = Path(sys.prefix) / "share" / "hearth-test-models"
@@ -108,3 +113,35 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(_exit_status[-1])
+
+
+# --- the test Hub and a download queue on it (downloads, timeouts, full disks, the window) ---
+
+
+@pytest.fixture
+def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
+    """The test Hub on 127.0.0.1 with the standard repos, and this process pointed at it."""
+    from tests.hubserver import point_hub_client_at, running_hub
+
+    with running_hub(tmp_path / "hub-files", lifetime_s=180) as server:
+        point_hub_client_at(server, monkeypatch, tmp_path)
+        yield server
+
+
+@pytest.fixture
+def make_queue() -> Iterator[Callable[..., DownloadQueue]]:
+    """Make DownloadQueues reading 16 KiB at a time with quick retries; closed at the end."""
+    from app.hub.downloads import DownloadQueue
+
+    made: list[DownloadQueue] = []
+
+    def make(**kwargs: object) -> DownloadQueue:
+        options: dict[str, object] = {"chunk_size": 16 * 1024, "retry_base_s": 0.01}
+        options.update(kwargs)
+        queue = DownloadQueue(**options)  # type: ignore[arg-type]
+        made.append(queue)
+        return queue
+
+    yield make
+    for queue in made:
+        queue.close(timeout=10)

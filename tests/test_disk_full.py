@@ -26,8 +26,6 @@ from tests.hubserver import (
     HubFile,
     HubRepo,
     HubServer,
-    point_hub_client_at,
-    running_hub,
     tiny_gguf_bytes,
 )
 from tests.test_downloads import TINY, served_file, variant
@@ -81,27 +79,6 @@ def wait_for_bytes_on_disk(folder: Path, at_least: int) -> None:
     raise AssertionError(f"no partial file of {at_least} bytes under {folder}")
 
 
-@pytest.fixture
-def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
-    with running_hub(tmp_path / "hub-files", lifetime_s=180) as server:
-        point_hub_client_at(server, monkeypatch, tmp_path)
-        yield server
-
-
-@pytest.fixture
-def make_queue() -> Iterator[Callable[..., DownloadQueue]]:
-    made: list[DownloadQueue] = []
-
-    def make(**kwargs: object) -> DownloadQueue:
-        queue = DownloadQueue(chunk_size=CHUNK, retry_base_s=0.01, disk_margin=0, **kwargs)  # type: ignore[arg-type]
-        made.append(queue)
-        return queue
-
-    yield make
-    for queue in made:
-        queue.close(timeout=10)
-
-
 def test_a_full_download_cache_names_the_disk_not_the_hub_and_resumes_once_freed(
     hub: HubServer, make_queue: Callable[..., DownloadQueue]
 ) -> None:
@@ -109,7 +86,7 @@ def test_a_full_download_cache_names_the_disk_not_the_hub_and_resumes_once_freed
     with tmpfs(staging, "1m"):
         served = served_file(hub, TINY, F16)
         hold(served)
-        queue = make_queue()
+        queue = make_queue(disk_margin=0)
         job = queue.enqueue(variant(TINY, "F16"))
         queue.start()
         assert served.reached_hold.wait(WAIT_S)

@@ -7,7 +7,7 @@ import logging
 import shutil
 import threading
 from collections import namedtuple
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,7 +23,7 @@ from app.paths import hearth_paths
 from app.store import open_default_database
 from app.store.downloads import DownloadState
 from app.store.library import ModelSource, find_model, list_models
-from tests.hubserver import ALWAYS, HubFile, HubServer, point_hub_client_at, running_hub
+from tests.hubserver import ALWAYS, HubFile, HubServer
 
 CPU_32GB = load_simulated_machines()["airgapped-lab-cpu-32gb"]
 TINY = "hearth-test/Tiny-Chat-GGUF"
@@ -31,29 +31,6 @@ SPLIT = "hearth-test/Split-Chat-GGUF"
 GATED = "hearth-test/Gated-Chat-GGUF"
 CHUNK = 16 * 1024  # the client's read size in these tests (the app uses 1 MiB)
 WAIT_S = 60  # bound on every wait: a broken queue fails the test instead of hanging it
-
-
-@pytest.fixture
-def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
-    with running_hub(tmp_path / "hub-files", lifetime_s=180) as server:
-        point_hub_client_at(server, monkeypatch, tmp_path)
-        yield server
-
-
-@pytest.fixture
-def make_queue() -> Iterator[Callable[..., DownloadQueue]]:
-    made: list[DownloadQueue] = []
-
-    def make(**kwargs: object) -> DownloadQueue:
-        options: dict[str, object] = {"chunk_size": CHUNK, "retry_base_s": 0.01}
-        options.update(kwargs)
-        queue = DownloadQueue(**options)  # type: ignore[arg-type]
-        made.append(queue)
-        return queue
-
-    yield make
-    for queue in made:
-        queue.close(timeout=10)
 
 
 def variant(repo: str, quant: str) -> GgufVariant:

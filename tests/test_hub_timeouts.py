@@ -20,7 +20,14 @@ from app.hub.errors import HubNotAnsweringError
 from app.hub.search import list_gguf_files, search_models
 from app.store.downloads import DownloadState
 from tests.hubserver import ALWAYS, SilentServer, point_hub_client_at, running_hub
-from tests.test_downloads import TINY, Progress, pull, served_file, staged_files, variant
+from tests.test_downloads import (
+    TINY,
+    Progress,
+    pull,
+    served_file,
+    staged_files,
+    variant,
+)
 
 HANG_GUARD_S = 120  # a call that has not returned by then is taken to hang
 
@@ -124,29 +131,13 @@ def stalling_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ob
         yield server
 
 
-@pytest.fixture
-def queue_factory() -> Iterator[Callable[..., DownloadQueue]]:
-    made: list[DownloadQueue] = []
-
-    def make(**kwargs: object) -> DownloadQueue:
-        options: dict[str, object] = {"chunk_size": 16 * 1024, "retry_base_s": 0.01}
-        options.update(kwargs)
-        queue = DownloadQueue(**options)  # type: ignore[arg-type]
-        made.append(queue)
-        return queue
-
-    yield make
-    for queue in made:
-        queue.close(timeout=10)
-
-
 def test_a_download_that_stalls_mid_file_is_resumed_and_says_so(
-    stalling_hub: object, queue_factory: Callable[..., DownloadQueue]
+    stalling_hub: object, make_queue: Callable[..., DownloadQueue]
 ) -> None:
     served = served_file(stalling_hub, TINY, "tiny-chat-Q8_0.gguf")  # type: ignore[arg-type]
     served.stall_at = 48 * 1024  # the line goes quiet 48 KiB in, once
     progress = Progress()
-    queue = queue_factory(on_progress=progress)
+    queue = make_queue(on_progress=progress)
 
     job = pull(queue, variant(TINY, "Q8_0"))
 
@@ -161,11 +152,11 @@ def test_a_download_that_stalls_mid_file_is_resumed_and_says_so(
 
 
 def test_a_download_that_keeps_stalling_is_reported_and_keeps_the_partial(
-    stalling_hub: object, queue_factory: Callable[..., DownloadQueue]
+    stalling_hub: object, make_queue: Callable[..., DownloadQueue]
 ) -> None:
     served = served_file(stalling_hub, TINY, "tiny-chat-Q8_0.gguf")  # type: ignore[arg-type]
     served.stall_at, served.stalls = 32 * 1024, ALWAYS
-    queue = queue_factory(retries=2)
+    queue = make_queue(retries=2)
 
     job = pull(queue, variant(TINY, "Q8_0"))
 

@@ -9,15 +9,13 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from app.errors import HearthError
+from app.gui.adapters.session_thread import close_session_thread, end_session
 from app.hardware.profile import HardwareProfile
 from app.store import Database, open_default_database
 from app.store.conversations import create_conversation, recover_interrupted
 
 if TYPE_CHECKING:
     from app.sessions.chat import ChatSession, Sampling
-
-#: How long closing the window waits for the chat thread to unload and finish.
-SHUTDOWN_WAIT_MS = 15_000
 
 
 class ChatWorker(QObject):
@@ -140,17 +138,7 @@ class ChatWorker(QObject):
     @Slot()
     def shutdown(self) -> None:
         """End the engine worker (its memory goes back) and close the database, then the thread."""
-        try:
-            if self.session is not None:
-                self.session.unload()
-                self.session = None
-            if self.db is not None:
-                self.db.close()  # on the thread that opened it, as SQLite requires
-                self.db = None
-        finally:
-            thread = QThread.currentThread()
-            if thread is not None:
-                thread.quit()
+        end_session(self)
 
 
 class ChatRunner(QObject):
@@ -203,11 +191,4 @@ class ChatRunner(QObject):
             return
         self.stop()
         self.worker.pending.clear()
-        self.request_shutdown.emit()  # runs after the current turn: it has just been stopped
-        if not self.worker_thread.wait(SHUTDOWN_WAIT_MS):
-            # The thread is stuck in a native call: end the engine process from here.
-            session = self.worker.session
-            if session is not None:
-                session.unload()
-            self.worker_thread.quit()
-            self.worker_thread.wait(SHUTDOWN_WAIT_MS)
+        close_session_thread(self.worker_thread, self.worker, self.request_shutdown)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from app.errors import HearthError
+from app.gui.adapters.session_thread import close_session_thread, end_session
 from app.hardware.profile import HardwareProfile
 from app.store import Database, open_default_database
 from app.store.gallery import GalleryImage, list_images
@@ -18,8 +19,6 @@ from app.store.library import ModelKind, list_models
 
 if TYPE_CHECKING:
     from app.sessions.image import ImageSession, ImageSettings
-
-SHUTDOWN_WAIT_MS = 15_000
 
 
 @dataclass(frozen=True)
@@ -147,17 +146,7 @@ class ImageWorker(QObject):
 
     @Slot()
     def shutdown(self) -> None:
-        try:
-            if self.session is not None:
-                self.session.unload()
-                self.session = None
-            if self.db is not None:
-                self.db.close()
-                self.db = None
-        finally:
-            thread = QThread.currentThread()
-            if thread is not None:
-                thread.quit()
+        end_session(self)
 
 
 class ImageRunner(QObject):
@@ -186,16 +175,8 @@ class ImageRunner(QObject):
             session.stop()
 
     def close(self) -> None:
-        if not self.worker_thread.isRunning():
-            return
         self.stop()
-        self.request_shutdown.emit()
-        if not self.worker_thread.wait(SHUTDOWN_WAIT_MS):
-            session = self.worker.session
-            if session is not None:
-                session.unload()
-            self.worker_thread.quit()
-            self.worker_thread.wait(SHUTDOWN_WAIT_MS)
+        close_session_thread(self.worker_thread, self.worker, self.request_shutdown)
 
 
 def thumbnail(path: Path, size: int) -> object:
