@@ -387,9 +387,17 @@ class ImagesPage(QWidget):
         target, _ = QFileDialog.getSaveFileName(
             self, "Save the image", str(Path.home() / self.selected.path.name), "PNG (*.png)"
         )
-        if target:
+        if not target:
+            return
+        try:
             shutil.copyfile(self.selected.path, target)  # the settings travel inside the PNG
-            self.status.emit(f"Saved {target}.")
+        except OSError as exc:
+            self.status.emit(
+                f"Could not save {target} ({exc.strerror or exc}). Pick a folder you can "
+                "write to, or free some space."
+            )
+            return
+        self.status.emit(f"Saved {target}.")
 
     def copy_image(self) -> None:
         if self.selected is not None:
