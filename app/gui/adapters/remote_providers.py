@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from contextlib import closing
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from app.engines.chat_remote.probe import ConnectionReport, check_connection
 from app.store import open_default_database
 from app.store import providers as store
 from app.store.secrets import delete_secret, set_secret
+
+if TYPE_CHECKING:  # the probe brings httpx: imported when a provider is tested, not at start
+    from app.engines.chat_remote.probe import ConnectionReport
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,8 @@ def add_and_test_provider(new: NewProvider) -> ConnectionReport:
     A pool thread job: it opens and closes its own connection. Raises ProviderError for a
     bad name or address, before anything is saved or sent.
     """
+    from app.engines.chat_remote.probe import check_connection
+
     provider = store.Provider(
         name=store.check_name(new.name.strip()),
         base_url=store.normalise_base_url(new.url),
