@@ -60,6 +60,8 @@ class HearthPaths:
     #: Named secrets (the API key, remote providers' keys) when there is no usable keyring:
     #: one JSON object, mode 0600.
     secrets_file = _Below("config", "secrets.json")
+    #: The models folder chosen in Settings (one line; HEARTH_MODELS wins over it).
+    models_folder_file = _Below("config", "models-folder")
 
     def model_folder(self, publisher: str, repo: str) -> Path:
         """Where a model from `publisher/repo` lives (callers pass names safe for a path)."""
@@ -83,12 +85,30 @@ def hearth_paths(environ: os._Environ[str] | dict[str, str] | None = None) -> He
     """Resolve Hearth's folders.
 
     `HEARTH_HOME=/media/usb/hearth` puts everything under one folder (portable mode,
-    tests); `HEARTH_MODELS=/big/disk/models` moves only the model files.
+    tests); `HEARTH_MODELS=/big/disk/models` moves only the model files, and so does the
+    models folder chosen in Settings (`save_models_folder`) when HEARTH_MODELS is unset.
 
     >>> hearth_paths({"HEARTH_HOME": "/tmp/h"}).models
     PosixPath('/tmp/h/models')
     """
     env = os.environ if environ is None else environ
+    paths = _default_paths(env)
+    models_override = env.get("HEARTH_MODELS")
+    if models_override:
+        paths = replace(paths, models=Path(models_override).expanduser().resolve())
+    else:
+        chosen = chosen_models_folder(paths)
+        if chosen is not None:
+            paths = replace(paths, models=chosen)
+    return paths
+
+
+def default_models_folder(environ: os._Environ[str] | dict[str, str] | None = None) -> Path:
+    """Where models go when neither HEARTH_MODELS nor Settings names a folder."""
+    return _default_paths(os.environ if environ is None else environ).models
+
+
+def _default_paths(env: os._Environ[str] | dict[str, str]) -> HearthPaths:
     home = env.get("HEARTH_HOME")
     if home:
         root = Path(home).expanduser().resolve()
@@ -109,7 +129,33 @@ def hearth_paths(environ: os._Environ[str] | dict[str, str] | None = None) -> He
             logs=Path(dirs.user_log_dir),
             config=Path(dirs.user_config_dir),
         )
-    models_override = env.get("HEARTH_MODELS")
-    if models_override:
-        paths = replace(paths, models=Path(models_override).expanduser().resolve())
     return paths
+
+
+def chosen_models_folder(paths: HearthPaths) -> Path | None:
+    """The models folder picked in Settings, or None for the default.
+
+    Kept in a one-line file in the config folder rather than the database: every location
+    must be known before anything (the database included) is opened.
+    """
+    try:
+        text = paths.models_folder_file.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return Path(text).expanduser().resolve() if text else None
+
+
+def save_models_folder(folder: Path | None, paths: HearthPaths | None = None) -> None:
+    """Make `folder` where new downloads, imports and the starter model go (None: the default).
+
+    Models already in the library stay where they are: the library records each one's path.
+    """
+    paths = paths or hearth_paths()
+    target = paths.models_folder_file
+    if folder is None:
+        target.unlink(missing_ok=True)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.write_text(str(Path(folder).expanduser().resolve()) + "\n", encoding="utf-8")
+    os.replace(tmp, target)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from PySide6.QtCore import QUrl
+from PySide6.QtCore import QObject, QUrl, Slot
 from PySide6.QtGui import QGuiApplication, QKeySequence, QPalette
 from PySide6.QtTest import QTest
 from pytestqt.qtbot import QtBot
@@ -329,3 +329,86 @@ def test_answers_render_as_markdown_with_code_to_copy_and_no_raw_html(
     assert chat.code_blocks == ["print('hi')\n"]
     chat._on_link(QUrl("copy:0"))
     assert QGuiApplication.clipboard().text() == "print('hi')\n"
+
+
+def test_the_status_bar_shows_the_loaded_model_where_it_runs_and_the_memory(
+    qtbot: QtBot, window_factory: Callable[..., MainWindow], tiny_gguf: Callable[..., Path]
+) -> None:
+    """A real llama.cpp load of a tiny GGUF: progress while it loads, then model and backend."""
+    from app.models.gguf import read_gguf_facts
+    from app.models.library import register_model
+    from app.store import open_default_database
+    from app.store.library import ModelSource
+
+    path = tiny_gguf()
+    db = open_default_database()
+    register_model(db, "tiny", path, read_gguf_facts(path), source=ModelSource.IMPORT, sha256=None)
+    db.close()
+    window = window_factory(load_simulated_machines()["airgapped-lab-cpu-32gb"])
+    status = window.status
+    assert status.chat_label.text() == "No chat model loaded"
+    assert status.progress.isHidden() and status.cancel_button.isHidden()
+    qtbot.waitUntil(lambda: status.memory is not None, timeout=20_000)
+    assert status.memory_label.text().startswith("RAM ") and " / " in status.memory_label.text()
+    assert window.api_label.parent() is window.statusBar()  # the API label is still there
+
+    class Recorder(QObject):  # lives in the UI thread: called after the status bar's slot
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[bool] = []
+
+        @Slot(float, object)
+        def record(self, _fraction: float, _eta: object) -> None:
+            self.seen.append(status.progress.isVisible())
+
+    recorder = Recorder()
+    worker = window.chat.chat_runner.worker
+    worker.load_progress.connect(recorder.record)
+    window.show()
+    with qtbot.waitSignal(worker.loaded, timeout=120_000):
+        window.chat.chat_runner.load("tiny")
+    assert recorder.seen and all(recorder.seen)  # the bar showed while it loaded
+    qtbot.waitUntil(lambda: status.chat_label.text() == "Chat: tiny", timeout=20_000)
+    assert status.backend_label.text().startswith("CPU · no GPU layers · ")
+    assert "threads" in status.backend_label.text() and status.backend_label.isVisible()
+    assert status.progress.isHidden() and status.cancel_button.isHidden()
+
+    # The Models page knows what is loaded: deleting it is refused, with the reason.
+    assert window.models_in_use() == {"tiny"}
+    qtbot.waitUntil(lambda: window.models.library.row_named("tiny") >= 0, timeout=30_000)
+    with qtbot.waitSignal(window.models.refused, timeout=5_000) as refused:
+        assert window.models.delete_model("tiny") is None
+    assert "tiny" in refused.args[0] and path.exists()
+    # "Chat with it" opens the Chat page with that model picked.
+    window.chat.model_box.setCurrentIndex(-1)
+    window.chat_with("tiny")
+    assert window.pages.currentWidget() is window.chat
+    qtbot.waitUntil(lambda: window.chat.model_box.currentData() == "tiny", timeout=20_000)
+
+
+def test_the_status_bar_cancel_button_cancels_the_chat_load(
+    window_factory: Callable[..., MainWindow], laptop: HardwareProfile
+) -> None:
+    window = window_factory(laptop)
+    status = window.status
+    status.on_chat_progress(0.25, 12.0)
+    assert not status.progress.isHidden() and "25%" in status.eta_label.text()
+    assert "12 s left" in status.eta_label.text()
+    status.cancel_button.click()
+    assert window.chat.chat_runner.worker.cancel_load.is_set()
+    status.on_chat_failed("The load was cancelled.")
+    assert status.progress.isHidden()
+
+
+def test_screenshot_of_the_welcome(tmp_path: Path) -> None:
+    out = tmp_path / "welcome.png"
+    env = {k: v for k, v in os.environ.items() if k not in ("QT_QPA_PLATFORM", "DISPLAY")}
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "--screenshot", str(out), "--page", "welcome", *SIZE, "dark"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert png_size(out) == (1024, 640)

@@ -9,7 +9,7 @@ import sys
 from dataclasses import fields
 from typing import Any
 
-from app.cli.common import add_command, open_history
+from app.cli.common import add_command, add_load_options, load_settings_for, open_history
 from app.cli.output import CtrlC, ProgressBar, Unit, print_error
 from app.errors import HearthError
 from app.store import MessageState
@@ -46,8 +46,7 @@ def add_commands(sub: Any) -> None:
     ):
         chat.add_argument(option, type=float, default=default, help=f"(default {default})")
     chat.add_argument("--top-k", type=int, default=40, help="(default 40)")
-    chat.add_argument("--ctx", type=int, help="context length (default: from the planner)")
-    chat.add_argument("--gpu-layers", type=int, help="layers to offload (0 = CPU only)")
+    add_load_options(chat, ctx="context length")
     chat.add_argument("--quiet", "-q", action="store_true", help="no progress or metrics on stderr")
 
 
@@ -58,7 +57,6 @@ def cmd_chat(args: argparse.Namespace) -> int:
     given (Ctrl-C stops an answer, Ctrl-D leaves). A message can also come on standard
     input.
     """
-    from app.planner import LoadSettings
     from app.sessions.chat import ChatSession, Sampling
 
     message = args.message
@@ -75,7 +73,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     # The sampling options are named after Sampling's fields (--top-p is top_p, ...).
     sampling = Sampling(**{field.name: getattr(args, field.name) for field in fields(Sampling)})
     try:
-        _load(session, args, LoadSettings(n_ctx=args.ctx, gpu_layers=args.gpu_layers))
+        _load(session, args, load_settings_for(args))
         if args.conversation:
             conversation_id = convs.get_conversation(db, args.conversation)["id"]
         else:

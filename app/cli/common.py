@@ -1,4 +1,5 @@
-"""What the command groups share: the --machine option, the hardware a command plans for, sizes."""
+"""What the command groups share: the --machine option, the hardware a command plans for, the
+load options (with the defaults from Settings), sizes."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
     import sqlite_utils
 
     from app.hardware.profile import HardwareProfile
+    from app.planner import LoadSettings
 
 #: What runs a command: the parsed arguments in, the exit status out.
 Handler = Callable[[argparse.Namespace], int]
@@ -61,6 +63,59 @@ def add_machine_option(parser: argparse.ArgumentParser) -> None:
         help="use a simulated machine (a name from `hearth plan --list-reference`, or "
         "NAME@FILE.json) instead of this one",
     )
+
+
+def add_load_options(parser: argparse.ArgumentParser, *, ctx: str) -> None:
+    """Add --ctx, --gpu-layers, --threads and --backend; each one left out takes the default
+    chosen in Settings (the window's Settings page), else the planner's choice."""
+    parser.add_argument("--ctx", type=int, help=f"{ctx} (default: Settings, else automatic)")
+    parser.add_argument(
+        "--gpu-layers",
+        type=int,
+        help="layers to offload (0 = CPU only; default: Settings, else automatic)",
+    )
+    parser.add_argument(
+        "--threads", type=int, help="CPU threads (default: Settings, else the physical cores)"
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("auto", "cuda", "metal", "cpu"),
+        help="where llama.cpp runs (default: Settings, else the best one here)",
+    )
+
+
+def load_settings_for(args: argparse.Namespace, **rest: Any) -> LoadSettings:
+    """The LoadSettings of a command: its flags, then the defaults stored in Settings.
+
+    `--backend auto` means "the planner decides", even when Settings names a backend.
+    """
+    from app.sessions.preferences import PreferenceError, load_settings, parse_number
+    from app.store import open_default_database
+
+    for field, flag in (("n_ctx", "ctx"), ("gpu_layers", "gpu_layers"), ("threads", "threads")):
+        try:
+            parse_number(field, getattr(args, flag, None))
+        except PreferenceError as exc:  # one sentence, and a remedy that fits a command line
+            raise PreferenceError(
+                exc.cause, f"Give --{flag.replace('_', '-')} a number in range, or leave it out."
+            ) from None
+    db = open_default_database()
+    try:
+        settings = load_settings(
+            db,
+            n_ctx=getattr(args, "ctx", None),
+            gpu_layers=getattr(args, "gpu_layers", None),
+            threads=getattr(args, "threads", None),
+            backend=getattr(args, "backend", None),
+            **rest,
+        )
+    finally:
+        db.close()
+    if getattr(args, "backend", None) == "auto" and settings.backend is not None:
+        from dataclasses import replace
+
+        settings = replace(settings, backend=None)
+    return settings
 
 
 def hardware_for(machine: str | None, *, fresh_builds: bool = False) -> HardwareProfile:

@@ -8,7 +8,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from app.cli.common import add_command, hardware_for, parse_size
+from app.cli.common import (
+    add_command,
+    add_load_options,
+    hardware_for,
+    load_settings_for,
+    parse_size,
+)
 from app.humanize import format_size
 
 if TYPE_CHECKING:
@@ -26,8 +32,7 @@ def add_commands(sub: Any) -> None:
         "model from `hearth plan --list-reference`",
         nargs="?",
     )
-    plan.add_argument("--ctx", type=int, help="context length in tokens (default: automatic)")
-    plan.add_argument("--gpu-layers", type=int, help="layers to offload (0 = CPU only)")
+    add_load_options(plan, ctx="context length in tokens")
     plan.add_argument(
         "--kv-type",
         default="f16",
@@ -46,12 +51,21 @@ def add_commands(sub: Any) -> None:
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Report this machine's hardware and builds."""
     from app.hardware.doctor import doctor_report, format_doctor_report
+    from app.sessions.preferences import read_load_preferences
 
     report = doctor_report(hardware_for(args.machine, fresh_builds=True))
+    prefs = read_load_preferences()
     if args.json:
+        report["load_defaults"] = {
+            "backend": prefs.backend.value if prefs.backend else None,
+            "gpu_layers": prefs.gpu_layers,
+            "threads": prefs.threads,
+            "n_ctx": prefs.n_ctx,
+        }
         print(json.dumps(report, indent=2))
     else:
         print(format_doctor_report(report))
+        print(f"Load defaults (Settings; chat, plan and serve flags win): {prefs.describe()}")
     return 0
 
 
@@ -62,7 +76,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     threads, context, memory by part, and a fit verdict.
     """
     from app.hardware.profile import load_simulated_machines
-    from app.planner import LoadSettings, plan_image_load, plan_load
+    from app.planner import plan_image_load, plan_load
     from app.planner.facts import ChatModelFacts, load_reference_models
 
     if args.list_reference:
@@ -79,13 +93,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     facts = _facts_for(args.model)
     hw = hardware_for(args.machine)
     width, height = parse_size(args.size) if args.size else (None, None)
-    settings = LoadSettings(
-        n_ctx=args.ctx,
-        gpu_layers=args.gpu_layers,
-        kv_type=args.kv_type,
-        image_width=width,
-        image_height=height,
-    )
+    settings = load_settings_for(args, kv_type=args.kv_type, image_width=width, image_height=height)
     machine_name = hw.simulated or "this machine"
     if isinstance(facts, ChatModelFacts):
         plan = plan_load(hw, facts, settings)

@@ -9,14 +9,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from app.cli.common import add_command, hardware_for
+from app.cli.common import add_command, hardware_for, load_settings_for
 from app.cli.output import ProgressBar, confirm, print_table
 from app.hardware.profile import HardwareProfile
 from app.humanize import format_size
 from app.models.gguf import ModelFileError, UnsupportedArchitectureError
 from app.models.kinds import ModelFacts, ModelPlan, inspect_model, kind_spec
 from app.models.library import find_library_model
-from app.planner import ImagePlan, LoadPlan
+from app.planner import ImagePlan, LoadPlan, LoadSettings
 from app.planner.facts import ChatModelFacts, ImageModelFacts
 from app.store import open_default_database
 from app.store.library import LibraryModel, ModelKind, ModelSource, list_models
@@ -52,7 +52,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     """
     rows = list_models(open_default_database())
     hw = hardware_for(None) if rows else None
-    fits = {row.name: _plan_row(row, hw) for row in rows} if hw else {}
+    settings = load_settings_for(args) if rows else None  # the defaults chosen in Settings
+    fits = {row.name: _plan_row(row, hw, settings) for row in rows} if hw else {}
     if args.json:
         out = []
         for row in rows:
@@ -90,7 +91,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     row = find_library_model(open_default_database(), args.name)
     extra = row.extra
     hw = hardware_for(None)
-    verdict, facts, plan = _plan_row(row, hw)
+    verdict, facts, plan = _plan_row(row, hw, load_settings_for(args))
     if args.json:
         out = {
             **row.to_dict(),
@@ -347,7 +348,7 @@ def _installed(filename: str, library_name: str, e: Any, have: set[str]) -> bool
 
 
 def _plan_row(
-    model: LibraryModel, hw: HardwareProfile | None
+    model: LibraryModel, hw: HardwareProfile | None, settings: LoadSettings | None = None
 ) -> tuple[str, ModelFacts | None, ModelPlan | None]:
     """(verdict text, facts, plan) for a library model on `hw`; the text says when it cannot."""
     if not model.path.exists():
@@ -360,7 +361,7 @@ def _plan_row(
         return "damaged (see show)", None, None
     if hw is None:
         return "?", facts, None
-    plan = kind_spec(model.kind).plan(facts, hw, None)
+    plan = kind_spec(model.kind).plan(facts, hw, settings)
     return plan.verdict.value, facts, plan
 
 

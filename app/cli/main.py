@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     """Every command and option; each command group adds its own (its `add_commands`)."""
     # Imported here, after check_dependencies(): a command group may import rich or the
     # store, and a missing package must be a sentence, not a traceback.
-    from app.cli import chat, doctor, history, hub, images, library, remote, serve
+    from app.cli import bench, chat, doctor, history, hub, images, library, remote, serve
 
     parser = argparse.ArgumentParser(
         prog="hearth",
@@ -33,7 +33,16 @@ def build_parser() -> argparse.ArgumentParser:
     shot.add_argument("--screenshot", metavar="FILE", help="the PNG to write")
     shot.add_argument(
         "--page",
-        choices=("chat", "images", "models", "downloads", "system", "settings"),
+        choices=(
+            "chat",
+            "images",
+            "models",
+            "downloads",
+            "system",
+            "settings",
+            "server",
+            "welcome",
+        ),
         default="chat",
         help="which page (default chat)",
     )
@@ -50,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     images.add_commands(sub)  # imagine, images list/show/rm/export/reveal
     remote.add_commands(sub)  # remote add/list/test/rm
     serve.add_commands(sub)  # the local OpenAI-compatible API
+    bench.add_commands(sub)  # bench chat|image|history
     models = sub.add_parser("models", help="the model library")
     msub = models.add_subparsers(dest="models_command", metavar="SUBCOMMAND", required=True)
     library.add_commands(msub)  # starter, list, show, rm, import, export, catalog

@@ -7,7 +7,7 @@ import contextlib
 import sys
 from typing import Any
 
-from app.cli.common import add_command
+from app.cli.common import add_command, load_settings_for
 from app.cli.output import ProgressBar, Unit
 
 
@@ -52,7 +52,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """
     from app.api.security import mask_key
     from app.api.server import ApiServer, ServeConfig, is_loopback
-    from app.planner import LoadSettings
 
     config = ServeConfig(
         host=args.host,
@@ -63,8 +62,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         new_key=args.new_key,
     )
     server = ApiServer(config)
-    if args.ctx:
-        server.service.load_settings = LoadSettings(n_ctx=args.ctx)
+    server.service.load_settings = load_settings_for(args)  # --ctx, then Settings
     if not is_loopback(args.host):
         print(
             f"warning: listening on {args.host}: other machines on the network can reach this "

@@ -107,12 +107,15 @@ def take_screenshot(path: Path, page: str, size: tuple[int, int], theme: str | N
     window.remember_state = False  # a screenshot must not move the person's window
     window.resize(*size)
     index = page_index(window, page)
-    if index < 0:
+    if page == "welcome":
+        window.show_welcome()
+    elif index < 0:
         raise HearthError(
             f"There is no page called '{page}'.",
-            "Pick chat, images, models, downloads, system or settings.",
+            f"Pick one of: {', '.join([*window.page_names(), 'welcome'])}.",
         )
-    window.show_page(index)
+    else:
+        window.show_page(index)
     window.show()
     clock = QElapsedTimer()
     clock.start()

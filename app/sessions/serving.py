@@ -297,6 +297,11 @@ class CompletionService:
     def loaded_model(self) -> str | None:
         return self._model.name if self._model else None
 
+    def loaded_models(self) -> list[str]:
+        """The library names this service holds loaded: its chat model and image model."""
+        names = [self._model.name] if self._model else []
+        return names + ([self._image_model] if self._image_model else [])
+
     def close(self) -> None:
         """Unload every model: their workers end and their memory goes back."""
         with self._engine_lock:
@@ -306,6 +311,7 @@ class CompletionService:
         with self._image_lock:
             if self._image_engine is not None:
                 self._image_engine.unload()
+            self._image_model = None
 
     def preload(
         self, name: str, on_progress: Callable[[LoadProgress], None] | None = None
@@ -549,6 +555,7 @@ class CompletionService:
             finally:
                 db.close()
             engine = self._image_engine
+            self._image_model = job.model  # loaded by the generate below, kept until close
             pngs: list[bytes] = []
             with self._lock:
                 self._image_running = (ticket.request_id, job.request.request_id)
@@ -564,6 +571,7 @@ class CompletionService:
             return pngs
 
     _image_running: tuple[str, str] | None = None
+    _image_model: str | None = None
 
 
 def _served(model: LibraryModel) -> ServedModel:

@@ -291,3 +291,20 @@ def m003_remote_providers(db: Database) -> None:
     )
     db.table("messages").add_column("provider", str)  # NULL: this machine's llama.cpp
     db.table("messages").add_column("model", str)
+
+
+@migration
+def m004_bench_results(db: Database) -> None:
+    """`hearth bench` results, kept so a model's speed on this machine has a history."""
+    db.table("bench_results").create(
+        {
+            "id": str,
+            "kind": str,  # 'chat' | 'image'
+            "model": str,
+            "created_at": str,
+            "result": str,  # JSON: the ChatBench or ImageBench as a dict
+        },
+        pk="id",
+        not_null=["kind", "model", "created_at", "result"],
+    )
+    db.table("bench_results").create_index(["model", "created_at"])

@@ -40,6 +40,13 @@ class ApiServerController(QObject):
     def url(self) -> str | None:
         return str(self._server.url) if self._server is not None else None
 
+    def models_in_use(self) -> list[str]:
+        """The library names the API has loaded now (none while it is off)."""
+        server = self._server
+        if server is None:
+            return []
+        return [name for name in server.service.loaded_models() if name]
+
     def start(self, host: str, port: int) -> None:
         """Start serving on host:port (0: any free port) in the background."""
         self._run(self._start, host, port)

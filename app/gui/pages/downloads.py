@@ -76,8 +76,11 @@ class DownloadsPage(QWidget):
         self.download_button = QPushButton(icon("downloads"), "Download")
         self.download_button.setEnabled(False)
         self.download_button.clicked.connect(self.download_selected)
+        self.offline = False  # set_offline: search and Download stay off while it is on
         self.variant_table.itemSelectionChanged.connect(
-            lambda: self.download_button.setEnabled(bool(self.variant_table.selectedItems()))
+            lambda: self.download_button.setEnabled(
+                not self.offline and bool(self.variant_table.selectedItems())
+            )
         )
         self.find_note = QLabel("")
         self.find_note.setWordWrap(True)
@@ -143,10 +146,32 @@ class DownloadsPage(QWidget):
         layout = QVBoxLayout(self)
         title = QLabel("<h2>Downloads</h2>")
         layout.addWidget(title)
+        self.offline_note = QLabel("")
+        self.offline_note.setWordWrap(True)
+        self.offline_note.hide()
+        layout.addWidget(self.offline_note)
         layout.addWidget(splitter, 1)
         # Downloads an earlier Hearth left unfinished resume at once; otherwise the queue
         # starts when this page is first shown.
         self.service.start(only_if_unfinished=True)
+
+    def set_offline(self, offline: bool, reason: str = "") -> None:
+        """Offline mode on: say so above the search, and turn search and Download off."""
+        self.offline = offline
+        from_env = bool(reason) and "Settings" not in reason  # HF_HUB_OFFLINE=1 wins
+        why = f" ({reason})" if from_env else " in Settings"
+        fix = "Unset HF_HUB_OFFLINE and restart Hearth" if from_env else "Turn it off in Settings"
+        self.offline_note.setText(
+            f"Offline mode is on{why}: Hearth does not contact the Hub, so search and new "
+            f"downloads are off. {fix} to search and download."
+            if offline
+            else ""
+        )
+        self.offline_note.setStyleSheet(f"color: {colours().warn};")
+        self.offline_note.setVisible(offline)
+        self.query.setEnabled(not offline)
+        self.search_button.setEnabled(not offline)
+        self.download_button.setEnabled(not offline and bool(self.variant_table.selectedItems()))
 
     def showEvent(self, event: QShowEvent) -> None:
         self.service.start()

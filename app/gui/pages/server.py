@@ -144,6 +144,10 @@ class ServerPage(QWidget):
         QGuiApplication.clipboard().setText(self.key.text())
         self.status.emit("API key copied.")
 
+    def models_in_use(self) -> list[str]:
+        """The library names the API holds loaded (for the Models page's delete check)."""
+        return self.controller.models_in_use()
+
     def shut_down(self) -> None:
         """Stop the server and wait (closing the window)."""
         if self.controller.running:

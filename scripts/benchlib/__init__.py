@@ -1,0 +1,1 @@
+"""Hearth's developer benchmark harness (`scripts/bench`): chat, image and load benchmarks."""
