@@ -79,13 +79,24 @@ class Stalls:
 
 stalls = Stalls()
 
+from PySide6.QtCore import QEventLoop
+
 def wait(predicate, timeout):
+    # Run the event loop (as the app does) until predicate() holds.
     end = time.perf_counter() + timeout
-    while not predicate():
-        if time.perf_counter() > end:
-            raise SystemExit(f"timed out waiting ({timeout} s)")
-        app.processEvents()
-        time.sleep(0.001)
+    loop = QEventLoop()
+    poll = QTimer()
+    poll.setInterval(10)
+    def check():
+        if predicate() or time.perf_counter() > end:
+            loop.quit()
+    poll.timeout.connect(check)
+    poll.start()
+    if not predicate():
+        loop.exec()
+    poll.stop()
+    if not predicate():
+        raise SystemExit(f"timed out waiting ({timeout} s)")
 
 wait(lambda: "first_paint_s" in result, 30)
 chat = window.chat

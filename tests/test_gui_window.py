@@ -337,12 +337,14 @@ def test_the_status_bar_shows_the_loaded_model_where_it_runs_and_the_memory(
     """A real llama.cpp load of a tiny GGUF: progress while it loads, then model and backend."""
     from app.models.gguf import read_gguf_facts
     from app.models.library import register_model
+    from app.sessions.preferences import LoadPreferences, save_load_preferences
     from app.store import open_default_database
     from app.store.library import ModelSource
 
     path = tiny_gguf()
     db = open_default_database()
     register_model(db, "tiny", path, read_gguf_facts(path), source=ModelSource.IMPORT, sha256=None)
+    save_load_preferences(db, LoadPreferences(threads=1))  # chosen in Settings: the GUI obeys
     db.close()
     window = window_factory(load_simulated_machines()["airgapped-lab-cpu-32gb"])
     status = window.status
@@ -370,7 +372,7 @@ def test_the_status_bar_shows_the_loaded_model_where_it_runs_and_the_memory(
     assert recorder.seen and all(recorder.seen)  # the bar showed while it loaded
     qtbot.waitUntil(lambda: status.chat_label.text() == "Chat: tiny", timeout=20_000)
     assert status.backend_label.text().startswith("CPU · no GPU layers · ")
-    assert "threads" in status.backend_label.text() and status.backend_label.isVisible()
+    assert status.backend_label.text().endswith(" 1 threads") and status.backend_label.isVisible()
     assert status.progress.isHidden() and status.cancel_button.isHidden()
 
     # The Models page knows what is loaded: deleting it is refused, with the reason.

@@ -64,8 +64,11 @@ SHORTCUTS = (
     Shortcut("Ctrl+1 … Ctrl+7", "Chat, Images, Models, Downloads, System, Settings, Server"),
     Shortcut("Ctrl+,", "Settings"),
     Shortcut("Ctrl+N", "New chat"),
-    Shortcut("Ctrl+Enter", "Send the message; on Images, make the image"),
-    Shortcut("Esc", "Stop the answer or the image, or cancel a load"),
+    Shortcut("Enter", "Send the message (Shift+Enter: a new line; Ctrl+Enter sends too)"),
+    Shortcut("Ctrl+Enter", "On Images: make the image"),
+    Shortcut("Ctrl+K", "Search the chats"),
+    Shortcut("F2 / Delete", "Rename / delete the chat picked in the list"),
+    Shortcut("Esc", "Stop the answer or the image, cancel a load, or cancel an edit"),
     Shortcut("F5", "Refresh the library and the chats"),
     Shortcut("Ctrl+Q", "Quit"),
 )

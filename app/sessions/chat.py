@@ -316,6 +316,9 @@ class ChatSession(Session[ChatEngine]):
             **dataclasses.asdict(sampling),
         )
         last_flush = time.monotonic()
+        # How long the model reasoned (a window shows "Thought for N s" above the answer).
+        think_started: float | None = None
+        think_ended: float | None = None
         try:
             for event in self.client.generate(request):
                 if self._stop_requested:
@@ -332,6 +335,10 @@ class ChatSession(Session[ChatEngine]):
                     reply.metrics["finish_reason"] = event.reason
                 else:
                     answer, reasoning = splitter.feed(event.text)
+                    if reasoning and think_started is None:
+                        think_started = time.monotonic()
+                    if answer and think_started is not None and think_ended is None:
+                        think_ended = time.monotonic()
                     if on_token and (answer or reasoning):
                         on_token(answer, reasoning)
                 now = time.monotonic()
@@ -356,6 +363,8 @@ class ChatSession(Session[ChatEngine]):
             raise
         finally:
             self._current_request = None
+        if think_started is not None:
+            reply.metrics["reasoning_s"] = (think_ended or time.monotonic()) - think_started
         self._finish(reply, splitter, model, dropped)
         return reply
 

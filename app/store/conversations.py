@@ -246,6 +246,22 @@ def siblings(db: Database, message_id: str) -> list[Message]:
     return [_message(r) for r in rows]
 
 
+def latest_leaf(db: Database, message_id: str) -> str:
+    """The end of the newest branch under `message_id` (the message itself when it has no
+    replies): where a conversation continues when the person switches to that message."""
+    leaf = message_id
+    while True:
+        rows = list(
+            db.query(
+                "SELECT id FROM messages WHERE parent_id = ? ORDER BY created_at DESC LIMIT 1",
+                [leaf],
+            )
+        )
+        if not rows:
+            return leaf
+        leaf = rows[0]["id"]
+
+
 def search_messages(db: Database, query: str, limit: int = 50) -> list[dict[str, Any]]:
     """Full-text search over message text; each hit names its conversation."""
     fts_query = " ".join(f'"{word}"' for word in query.replace('"', " ").split())
