@@ -78,20 +78,58 @@ def test_an_empty_library_opens_on_the_welcome_with_this_machines_facts(
     assert window.welcome_shown()
 
 
-def test_a_library_with_a_model_opens_on_the_pages(
+def test_the_first_start_welcomes_even_with_models_and_later_starts_open_on_the_pages(
     qtbot: QtBot,
     window_factory: Callable[..., MainWindow],
     laptop: HardwareProfile,
     tiny_gguf: Callable[..., Path],
 ) -> None:
+    """./scripts/run installs the starter before the window opens: the first start still
+    shows the welcome (what this machine has, how to get more); once left, it stays away."""
+    from app.gui.pages.welcome import SETTING_WELCOME_SEEN
+    from app.store.settings import get_setting
+
     path = tiny_gguf()
     db = open_default_database()
     register_model(db, "tiny", path, read_gguf_facts(path), source=ModelSource.IMPORT, sha256=None)
+    first = window_factory(laptop)
+    first.show()
+    qtbot.waitUntil(first.welcome_shown, timeout=20_000)
+    first.welcome.skip_button.click()
+    assert not first.welcome_shown()
+    qtbot.waitUntil(lambda: bool(get_setting(db, SETTING_WELCOME_SEEN)), timeout=20_000)
     db.close()
+    first.close()
+
     window = window_factory(laptop)
     window.show()
     qtbot.waitUntil(lambda: window.library_models == 1, timeout=20_000)
     assert not window.welcome_shown()
+
+
+def test_with_the_starter_installed_the_welcome_offers_to_start_chatting(
+    qtbot: QtBot,
+    window_factory: Callable[..., MainWindow],
+    laptop: HardwareProfile,
+    tiny_gguf: Callable[..., Path],
+) -> None:
+    from app.models.starter import STARTER
+
+    path = tiny_gguf()
+    db = open_default_database()
+    register_model(
+        db, STARTER.name, path, read_gguf_facts(path), source=ModelSource.IMPORT, sha256=None
+    )
+    db.close()
+    window = window_factory(laptop)
+    window.show()
+    qtbot.waitUntil(window.welcome_shown, timeout=20_000)
+    welcome = window.welcome
+    qtbot.waitUntil(lambda: welcome.facts is not None, timeout=20_000)
+    assert welcome.starter_button.text() == "Start chatting" and welcome.starter_button.isEnabled()
+    welcome.starter_button.click()
+    assert not window.welcome_shown() and window.pages.currentWidget() is window.chat
+    qtbot.waitUntil(lambda: window.chat.model_box.currentData() == STARTER.name, timeout=20_000)
 
 
 def test_importing_a_gguf_from_a_folder_puts_it_in_chat(

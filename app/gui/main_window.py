@@ -41,7 +41,7 @@ from app.gui.pages.models import ModelsPage
 from app.gui.pages.server import ServerPage
 from app.gui.pages.settings import SettingsPage
 from app.gui.pages.system import SystemPage
-from app.gui.pages.welcome import WelcomePage, library_size
+from app.gui.pages.welcome import LibraryState, WelcomePage, library_state, mark_welcome_seen
 from app.gui.status_bar import WindowStatus
 from app.gui.theme import Theme, apply_theme, icon
 from app.hardware.profile import HardwareProfile
@@ -194,7 +194,10 @@ class MainWindow(QMainWindow):
         self.welcome.skip_button.setFocus()  # nor is the sidebar's current row marked
 
     def hide_welcome(self) -> None:
-        """Back to the pages; the welcome does not come back by itself this session."""
+        """Back to the pages; the welcome does not come back by itself this session, and
+        on later starts only while the library is empty."""
+        if not self.welcome_dismissed and self.welcome_shown():
+            self.runner.submit(mark_welcome_seen)
         self.welcome_dismissed = True
         if self.welcome_shown():
             self.content.setCurrentWidget(self.pages)
@@ -202,16 +205,24 @@ class MainWindow(QMainWindow):
             if item is not None:
                 item.setSelected(True)
 
-    def _library_counted(self, models: int) -> None:
+    def _library_counted(self, state: LibraryState) -> None:
+        models = state.models
         before, self.library_models = self.library_models, models
-        if models == 0 and not self.welcome_dismissed and not self.welcome_shown():
-            self.show_welcome()  # never an empty window with nothing to do
-        elif models and not before and self.welcome_shown() and not self.welcome_dismissed:
-            self._to_chat()  # a model arrived (a download finished): go and use it
+        if self.welcome_dismissed:
+            return
+        if self.welcome_shown():
+            if models and before == 0:
+                self._to_chat()  # a model arrived (a download finished): go and use it
+        elif models == 0 or not state.welcome_seen:
+            # Never an empty window with nothing to do; and on the first start, even with
+            # models (./scripts/run installs the starter), what this machine has and how
+            # to get more.
+            self.show_welcome()
 
-    def _model_arrived(self, _names: str) -> None:
+    def _model_arrived(self, names: str) -> None:
         self.refresh()
         self._to_chat()
+        self._chat_pick = names.split(", ")[0] if names else None  # picked once listed
 
     def _to_chat(self) -> None:
         self.show_page(self.pages.indexOf(self.chat))
@@ -400,7 +411,7 @@ class MainWindow(QMainWindow):
         self.images.refresh()
         if not self.settings_page.isVisible():  # never under the person's unsaved edits
             self.settings_page.refresh()
-        self.runner.submit(library_size).done.connect(self._library_counted)
+        self.runner.submit(library_state).done.connect(self._library_counted)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self._save_state()

@@ -80,13 +80,36 @@ class WelcomeFacts:
     starter_installed: bool
 
 
-def library_size() -> int:
-    """How many models the library holds (the window's 'is it empty?' check)."""
+#: Set once the person has left the welcome: it shows on the first start, and after that
+#: only while the library is empty.
+SETTING_WELCOME_SEEN = "gui.welcome_seen"
+
+
+@dataclass(frozen=True)
+class LibraryState:
+    """What decides whether the window opens on the welcome."""
+
+    models: int  # how many models the library holds
+    welcome_seen: bool  # the person left the welcome before (any earlier start)
+
+
+def library_state() -> LibraryState:
+    """The library's size and whether the welcome was seen (a pool thread job)."""
     from app.store import open_default_database
     from app.store.library import list_models
+    from app.store.settings import get_setting
 
     with closing(open_default_database()) as db:
-        return len(list_models(db))
+        return LibraryState(len(list_models(db)), bool(get_setting(db, SETTING_WELCOME_SEEN)))
+
+
+def mark_welcome_seen() -> None:
+    """Remember that the welcome was seen (a pool thread job)."""
+    from app.store import open_default_database
+    from app.store.settings import set_setting
+
+    with closing(open_default_database()) as db, db.conn:
+        set_setting(db, SETTING_WELCOME_SEEN, True)
 
 
 def read_welcome_facts(hardware: HardwareProfile | None) -> WelcomeFacts:
@@ -407,8 +430,10 @@ class WelcomePage(QWidget):
         self.warnings.setText(" ".join(facts.warnings))
         self.warnings.setVisible(bool(facts.warnings))
         if facts.starter_installed:
-            self.starter_text.setText("The starter assistant is installed: open Chat to use it.")
+            self.starter_text.setText("The starter assistant is installed and ready.")
+            self.starter_button.setText("Start chatting")
         else:
+            self.starter_button.setText("Install the starter")
             self.starter_text.setText(
                 f"The starter assistant: a small model that helps with code and questions "
                 f"({format_size(facts.starter_size, digits=1)}, installed once)."
@@ -441,7 +466,7 @@ class WelcomePage(QWidget):
     def _enable(self) -> None:
         facts = self.facts
         idle = self.working is None
-        self.starter_button.setEnabled(idle and facts is not None and not facts.starter_installed)
+        self.starter_button.setEnabled(idle and facts is not None)
         self.download_button.setEnabled(
             idle and facts is not None and facts.recommendation is not None and not facts.offline
         )
@@ -451,6 +476,12 @@ class WelcomePage(QWidget):
     # --- (a) the starter model ------------------------------------------------------------
 
     def install_starter(self) -> None:
+        """Install the starter; once it is in, the same button opens Chat with it."""
+        if self.facts is not None and self.facts.starter_installed:
+            from app.models.starter import STARTER
+
+            self.model_added.emit((self.starter_model or STARTER).name)
+            return
         parts, model = self.starter_parts_dir, self.starter_model
         self._start(
             "starter",
