@@ -5,8 +5,14 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.errors import HearthError
+
+if TYPE_CHECKING:
+    from PySide6.QtWidgets import QApplication
+
+    from app.gui.main_window import MainWindow
 
 
 class NoDisplayError(HearthError):
@@ -70,17 +76,26 @@ def launch_gui() -> int:
             f"Qt (PySide6) could not be loaded ({exc}).",
             "Reinstall with ./scripts/run --rebuild.",
         ) from exc
-    from app.gui.adapters.settings import read_theme
-    from app.gui.main_window import MainWindow
-    from app.gui.theme import apply_theme
-
     app = QApplication.instance() or QApplication(sys.argv)
     assert isinstance(app, QApplication)
     app.setApplicationName("Hearth")
+    open_main_window(app)
+    return int(app.exec())
+
+
+def open_main_window(app: QApplication) -> MainWindow:
+    """Build and show the window in the saved theme, then warm the modules the first chat
+    load needs (app/gui/starting.py)."""
+    from app.gui.adapters.settings import read_theme
+    from app.gui.main_window import MainWindow
+    from app.gui.starting import warm_modules_later
+    from app.gui.theme import apply_theme
+
     apply_theme(app, read_theme())
     window = MainWindow()
     window.show()
-    return int(app.exec())
+    warm_modules_later(window)
+    return window
 
 
 #: How long a screenshot waits for the page's background work (planning, the doctor).
