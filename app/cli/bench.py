@@ -71,8 +71,7 @@ def cmd_bench_chat(args: argparse.Namespace) -> int:
     _row("time to 1st token", result.ttft_s.__dict__, "s", 3)
     _row(f"prompt ({result.prompt_tokens} tok)", result.prompt_tps.__dict__, "tok/s", 1)
     _row(f"decode ({result.gen_tokens} tok)", result.decode_tps.__dict__, "tok/s", 1)
-    peak = format_size(result.peak_rss_bytes) if result.peak_rss_bytes else "not measured"
-    print(f"  peak memory       {peak:>8}")
+    _peak(result.peak_rss_bytes)
     print(f"  medians of {result.runs} run{'s' if result.runs != 1 else ''} after a warm-up")
     return 0
 
@@ -117,8 +116,7 @@ def cmd_bench_image(args: argparse.Namespace) -> int:
     _row("time to 1st step", result.first_step_s.__dict__, "s", 3)
     _row("per step", result.s_per_step.__dict__, "s", 3)
     _row("total per image", result.total_s.__dict__, "s", 2)
-    peak = format_size(result.peak_rss_bytes) if result.peak_rss_bytes else "not measured"
-    print(f"  peak memory       {peak:>8}")
+    _peak(result.peak_rss_bytes)
     return 0
 
 
@@ -165,3 +163,8 @@ def _row(label: str, stat: dict[str, float], unit: str, digits: int) -> None:
         f"  {label:<17} {stat['median']:8.{digits}f} {unit}"
         f"  (min {stat['min']:.{digits}f}, max {stat['max']:.{digits}f})"
     )
+
+
+def _peak(peak_rss_bytes: int | None) -> None:
+    peak = format_size(peak_rss_bytes) if peak_rss_bytes else "not measured"
+    print(f"  peak memory       {peak:>8}")

@@ -27,7 +27,6 @@ from sqlite_utils import Database
 from app.engines.chat_llama.client import ChatEngineClient
 from app.engines.chat_llama.protocol import GenerateRequest, Metrics
 from app.engines.image_diffusers.protocol import (
-    ImageGenerateRequest,
     ImageLoaded,
     ImageMetrics,
     StepProgress,
@@ -253,7 +252,9 @@ def bench_chat(
     finally:
         session.unload()
     if save:
-        result = _with_time(result, store.save_result(db, "chat", result.model, result.to_dict()))
+        result = replace(
+            result, created_at=store.save_result(db, "chat", result.model, result.to_dict())
+        )
     return result
 
 
@@ -283,10 +284,13 @@ def bench_image(
         loaded: ImageLoaded | None = None
         done: list[ImageMetrics] = []
         for run in range(runs):
-            request = ImageGenerateRequest(
-                **{**asdict(job.request), "request_id": f"bench-{uuid.uuid4().hex[:8]}"},
+            request = replace(
+                job.request,
+                request_id=f"bench-{uuid.uuid4().hex[:8]}",
+                preview_every=0,
+                seed=run,
+                n_images=1,
             )
-            request = _no_previews(request, seed=run)
             got: ImageMetrics | None = None
             for event in session.client.generate(request, load=job.load):
                 if isinstance(event, ImageLoaded):
@@ -320,13 +324,7 @@ def bench_image(
     finally:
         session.unload()
     if save:
-        result = _with_time(result, store.save_result(db, "image", result.model, result.to_dict()))
+        result = replace(
+            result, created_at=store.save_result(db, "image", result.model, result.to_dict())
+        )
     return result
-
-
-def _no_previews(request: ImageGenerateRequest, *, seed: int) -> ImageGenerateRequest:
-    return replace(request, preview_every=0, seed=seed, n_images=1)
-
-
-def _with_time(result: Any, created_at: str) -> Any:
-    return replace(result, created_at=created_at)
