@@ -266,7 +266,8 @@ def test_side_panel_settings_are_kept_with_the_conversation_and_used_next_turn(
     assert turn[:2] == (cid, "Bonjour")
     assert (turn[2].temperature, turn[2].max_tokens) == (0.2, 200)
     assert turn[2].seed == 7  # what the panel does not set stays the worker's
-    assert convs.get_conversation(db, cid)["settings"] == {"temperature": 0.2, "max_tokens": 200}
+    chosen = {"temperature": 0.2, "max_tokens": 200}
+    qtbot.waitUntil(lambda: convs.get_conversation(db, cid)["settings"] == chosen)
 
     page.input.setPlainText("line one")
     page.input.moveCursor(page.input.textCursor().MoveOperation.End)
@@ -276,6 +277,9 @@ def test_side_panel_settings_are_kept_with_the_conversation_and_used_next_turn(
 
     with qtbot.waitSignal(page.transcript_shown, timeout=20_000):
         page.open_conversation(other)  # another chat shows its own (default) settings
+        # A re-render asked for before that read is back (the answer in the chat just left
+        # ending, a theme change) replaces the read, and must still bring other's settings.
+        page._rerender()
     assert panel.temperature.value() == pytest.approx(0.7) and panel.options().settings == {}
     assert panel.system_prompt.toPlainText() == ""
     with qtbot.waitSignal(page.transcript_shown, timeout=20_000):

@@ -96,6 +96,7 @@ class ChatPage(QWidget):
         self._lists: ChatLists | None = None
         self._first_lists = True  # the first list shown reopens the latest chat
         self._reads = 0  # conversation reads asked for; only the newest one's answer shows
+        self._adopting: str | None = None  # the chat whose model and settings a read brings
 
         # --- the conversation list
         self.conversation_list = ConversationListModel()
@@ -352,6 +353,7 @@ class ChatPage(QWidget):
 
     def new_chat(self) -> None:
         self.conversation_id = None
+        self._adopting = None
         self.view = None
         self.note = ""
         self.cancel_edit()
@@ -491,16 +493,21 @@ class ChatPage(QWidget):
     def _read_conversation(self, conversation_id: str, *, adopt: bool = False) -> None:
         self._reads += 1
         serial = self._reads
+        if adopt:
+            # Kept until a read of it shows: a later plain re-read (the end of an answer in
+            # the chat left, a theme change) replaces this read but must still adopt.
+            self._adopting = conversation_id
         # Bound methods, not lambdas: Qt drops the connection if the page goes first.
-        job = self.runner.submit(lambda: (serial, adopt, read_conversation(conversation_id)))
+        job = self.runner.submit(lambda: (serial, read_conversation(conversation_id)))
         job.done.connect(self._conversation_arrived)
         job.failed.connect(self.status.setText)
 
-    def _conversation_arrived(self, result: tuple[int, bool, ConversationView]) -> None:
-        serial, adopt, view = result
+    def _conversation_arrived(self, result: tuple[int, ConversationView]) -> None:
+        serial, view = result
         if serial != self._reads:
             return  # a later read (or a branch switch) is on its way: only the newest shows
-        if adopt:
+        if view.id == self._adopting:
+            self._adopting = None
             self._adopt_conversation(view)
         else:
             self._conversation_read(view)
