@@ -17,7 +17,7 @@ def test_the_server_page_turns_the_api_on_and_off(qtbot: QtBot) -> None:
     states: list[str] = []
     page.api_state.connect(states.append)
 
-    with qtbot.waitSignal(page.controller.started, timeout=30_000):
+    with qtbot.waitSignal(page.api_state, timeout=30_000):
         page.switch.setChecked(True)
     url = page.url.text()
     assert url.startswith("http://127.0.0.1:") and url.endswith("/v1")
@@ -33,7 +33,7 @@ def test_the_server_page_turns_the_api_on_and_off(qtbot: QtBot) -> None:
     assert response.status_code == 200 and response.json()["object"] == "list"
     assert httpx.get(f"{url}/models", timeout=10).status_code == 401
 
-    with qtbot.waitSignal(page.controller.stopped, timeout=30_000):
+    with qtbot.waitSignal(page.api_state, timeout=30_000):
         page.switch.setChecked(False)
     assert page.url.text() == "Off" and states[-1] == ""
     with pytest.raises(httpx.ConnectError):

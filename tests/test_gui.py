@@ -280,7 +280,7 @@ def test_chat_page_queues_a_message_typed_while_loading_and_streams_the_answer(
     tokens: list[str] = []
     worker.token.connect(lambda a, r: tokens.append(a))
     chat.input.setPlainText("Write a sentence about the sea.")
-    with qtbot.waitSignal(worker.reply_done, timeout=120_000) as done:
+    with qtbot.waitSignal(chat.reply_shown, timeout=120_000) as done:
         chat.send()  # no model loaded yet: the message waits, the load starts
         assert "queued" in chat.status.text()
     reply = done.args[0]

@@ -260,7 +260,7 @@ def test_side_panel_settings_are_kept_with_the_conversation_and_used_next_turn(
 
     panel.max_tokens.setValue(200)  # sent with the turn even before the pause saves it
     page.input.setPlainText("Bonjour")
-    with qtbot.waitSignal(worker.reply_done, timeout=20_000):
+    with qtbot.waitSignal(page.reply_shown, timeout=20_000):
         qtbot.keyClick(page.input, Qt.Key.Key_Return)  # Enter sends
     turn = session.turns[-1]
     assert turn[:2] == (cid, "Bonjour")
@@ -328,7 +328,7 @@ def test_a_failed_turn_is_a_sentence_in_the_conversation_with_retry(
     text = page.transcript.toPlainText()
     assert "The model needs 9 GiB, more than this machine has. Pick a smaller one. Retry" in text
     assert "Hello" in text  # what was there stays
-    with qtbot.waitSignal(worker.reply_done, timeout=20_000):
+    with qtbot.waitSignal(page.reply_shown, timeout=20_000):
         page.act("retry", "")
     assert session.turns[-1][:2] == (cid, "(again)")  # Retry answered the question again
     qtbot.waitUntil(lambda: "more than this machine" not in page.transcript.toPlainText())
@@ -375,7 +375,7 @@ def test_answers_stream_stop_regenerate_and_edits_branch_with_siblings_to_switch
     streamed: list[str] = []
     worker.token.connect(lambda a, r: streamed.append(page.transcript.toPlainText()))
     page.input.setPlainText("Name a colour.")
-    with qtbot.waitSignal(worker.reply_done, timeout=120_000) as done:
+    with qtbot.waitSignal(page.reply_shown, timeout=120_000) as done:
         page.send()  # loads first, then answers
     first = done.args[0]
     assert first.state == MessageState.COMPLETE and first.content
@@ -393,7 +393,7 @@ def test_answers_stream_stop_regenerate_and_edits_branch_with_siblings_to_switch
 
     worker.token.connect(stop_at_once)
     page.input.setPlainText("Tell me a very long story about the sea.")
-    with qtbot.waitSignal(worker.reply_done, timeout=120_000) as done:
+    with qtbot.waitSignal(page.reply_shown, timeout=120_000) as done:
         page.send()
     worker.token.disconnect(stop_at_once)
     stopped = done.args[0]
@@ -405,7 +405,7 @@ def test_answers_stream_stop_regenerate_and_edits_branch_with_siblings_to_switch
 
     # Regenerate: a second answer, the stopped one kept beside it.
     worker.sampling = Sampling(temperature=0.0, max_tokens=12)
-    with qtbot.waitSignal(worker.reply_done, timeout=120_000) as done:
+    with qtbot.waitSignal(page.reply_shown, timeout=120_000) as done:
         page.act("regenerate", stopped.message_id)
     again = done.args[0]
     assert again.state == MessageState.COMPLETE
@@ -421,7 +421,7 @@ def test_answers_stream_stop_regenerate_and_edits_branch_with_siblings_to_switch
     page.act("edit", question.id)
     assert page.input.toPlainText() == "Name a colour." and page.edit_banner.isVisibleTo(page)
     page.input.setPlainText("Name a fruit.")
-    with qtbot.waitSignal(worker.reply_done, timeout=120_000):
+    with qtbot.waitSignal(page.reply_shown, timeout=120_000):
         page.send()
     qtbot.waitUntil(
         lambda: (
@@ -463,7 +463,7 @@ def test_a_killed_worker_shows_a_sentence_with_retry_and_keeps_the_partial_answe
 
     worker.token.connect(kill_after_a_few_tokens)
     page.input.setPlainText("Tell me a very long story about the sea.")
-    with qtbot.waitSignal(worker.reply_done, timeout=120_000) as done:
+    with qtbot.waitSignal(page.reply_shown, timeout=120_000) as done:
         page.send()
     worker.token.disconnect(kill_after_a_few_tokens)
     reply = done.args[0]
@@ -479,7 +479,7 @@ def test_a_killed_worker_shows_a_sentence_with_retry_and_keeps_the_partial_answe
     assert kept.state == MessageState.INTERRUPTED and kept.content == reply.content
 
     worker.sampling = Sampling(temperature=0.0, max_tokens=12)
-    with qtbot.waitSignal(worker.reply_done, timeout=120_000) as done:
+    with qtbot.waitSignal(page.reply_shown, timeout=120_000) as done:
         page.act("retry", kept.id)  # a fresh worker, the same model
     assert done.args[0].state == MessageState.COMPLETE
     assert page.chat_runner.worker_pid() not in (None, killed[0])

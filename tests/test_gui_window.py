@@ -212,7 +212,7 @@ def test_the_images_page_makes_an_image_and_the_gallery_grows(
     seed = page.seed.value()
     steps: list[tuple[int, float]] = []
     page.image_runner.worker.step.connect(lambda i, n, s, total, sps, eta: steps.append((s, sps)))
-    with qtbot.waitSignal(page.image_runner.worker.finished, timeout=300_000) as done:
+    with qtbot.waitSignal(page.finished_shown, timeout=300_000) as done:
         page.generate()
     assert done.args == ["complete"]
     assert [s for s, _ in steps] == [1, 2] and all(sps > 0 for _, sps in steps)

@@ -47,7 +47,7 @@ def test_chat_page_lists_remote_models_marked_and_chats_through_one(
         worker = page.chat_runner.worker
         worker.sampling = Sampling(max_tokens=32)
         page.input.setPlainText("Hello!")
-        with qtbot.waitSignal(worker.reply_done, timeout=20_000) as done:
+        with qtbot.waitSignal(page.reply_shown, timeout=20_000) as done:
             page.send()
         reply = done.args[0]
         assert reply.state.value == "complete" and reply.content == "Hello there!"

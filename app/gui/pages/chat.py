@@ -78,6 +78,9 @@ class ChatPage(QWidget):
     search_shown = Signal(str)  # the query whose hits the list now shows
     conversation_changed = Signal(str)  # a rename, delete, export or settings save finished
     exported = Signal(object)  # the Path written
+    # A Reply the page has handled (numbers, status, list): the worker's `reply_done` comes
+    # from the chat thread, before the page has seen it.
+    reply_shown = Signal(object)
 
     def __init__(
         self, runner: BackgroundRunner, *, hardware: HardwareProfile | None = None
@@ -737,9 +740,7 @@ class ChatPage(QWidget):
         """Show the branch through another version of a message."""
         self._reads += 1
         serial = self._reads
-        job = self.runner.submit(
-            lambda: (serial, False, switch_to_sibling(conversation_id, message_id))
-        )
+        job = self.runner.submit(lambda: (serial, switch_to_sibling(conversation_id, message_id)))
         job.done.connect(self._conversation_arrived)
         job.failed.connect(self.status.setText)
 
@@ -801,6 +802,7 @@ class ChatPage(QWidget):
         self._on_busy(False)  # the turn is over (a queued one reports busy again)
         self.refresh()
         self._rerender()  # the streamed plain text becomes Markdown, once, at the end
+        self.reply_shown.emit(reply)
 
     def _on_failed(self, message: str) -> None:
         self.progress.setVisible(False)

@@ -60,6 +60,8 @@ MAX_SEED = 2**31 - 1
 class ImagesPage(QWidget):
     status = Signal(str)
     lists_shown = Signal(object)  # the ImageLists on screen
+    # The worker's `finished` reason once the page has shown it (and the images before it).
+    finished_shown = Signal(str)
 
     def __init__(
         self, runner: BackgroundRunner, *, hardware: HardwareProfile | None = None
@@ -328,6 +330,7 @@ class ImagesPage(QWidget):
             "Cancelled: finished images are kept." if reason == "cancelled" else "Done."
         )
         self.status.emit(self.progress_text.text())
+        self.finished_shown.emit(reason)
 
     def _on_failed(self, message: str) -> None:
         self.progress.setVisible(False)
