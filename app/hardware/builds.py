@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from app.edition import images_available
+from app.hardware.llama_modules import load_backend_modules
 from app.hardware.profile import BuildInfo
 from app.paths import hearth_paths
 
@@ -104,10 +106,14 @@ def detect_builds(timeout: float = 60, *, fresh: bool = True) -> BuildInfo:
     Problems end up as sentences in `errors`, never as exceptions.
     """
     errors: list[str] = []
+    images = images_available()  # the chat-only edition has no torch to check
     if getattr(sys, "frozen", False):
-        results = {kind: _probe_in_process(kind) for kind in _PROBE_MODULES}
+        kinds = [kind for kind in _PROBE_MODULES if images or kind != "torch"]
+        results = {kind: _probe_in_process(kind) for kind in kinds}
     else:
         results = _cached_probe_results(timeout, fresh)
+    if not images:
+        results.pop("torch", None)
 
     llama = results.get("llama", {})
     torch = results.get("torch", {})
@@ -130,6 +136,7 @@ def detect_builds(timeout: float = 60, *, fresh: bool = True) -> BuildInfo:
         llama_version=llama_version,
         llama_backends=backends,
         llama_system_info=_str_or_none(llama.get("system_info")),
+        llama_cpu_variant=_str_or_none(llama.get("cpu_variant")),
         torch_version=torch_version,
         torch_cuda=_bool_or_none(torch.get("cuda")),
         torch_mps=_bool_or_none(torch.get("mps")),
@@ -267,6 +274,8 @@ def _probe(kind: str, module: str) -> dict[str, Any]:
 
 
 def _probe_llama(llama_cpp: Any) -> dict[str, Any]:
+    # A portable build's CPU (and GPU) code sits in modules: load them as the worker does.
+    variant = load_backend_modules(str(Path(llama_cpp.__file__).parent))
     info = llama_cpp.llama_print_system_info()
     if isinstance(info, bytes):
         info = info.decode(errors="replace")
@@ -281,6 +290,7 @@ def _probe_llama(llama_cpp: Any) -> dict[str, Any]:
         "system_info": str(info).strip(),
         "lib_files": lib_files,
         "registries": _ggml_registries(llama_cpp),
+        "cpu_variant": variant[0] if variant else None,
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import app
+from app.edition import edition
 from app.hardware.profile import (
     AVX2_WARNING,
     Backend,
@@ -52,6 +53,7 @@ def doctor_report(profile: HardwareProfile) -> dict[str, Any]:
             "gpu_offload": None if backends is None else bool(backends),
             "backends": None if backends is None else list(backends),
             "system_info": builds.llama_system_info,
+            "cpu_variant": builds.llama_cpu_variant,
         },
         "torch": {
             "version": builds.torch_version,
@@ -60,6 +62,7 @@ def doctor_report(profile: HardwareProfile) -> dict[str, Any]:
         },
         "versions": {
             "hearth": app.__version__,
+            "edition": edition(),
             "python": builds.python_version,
             "os": builds.os_version,
             "llama_cpp_python": builds.llama_version,
@@ -177,6 +180,9 @@ def format_doctor_report(report: dict[str, Any]) -> str:
 
     section("Hearth")
     row("Version", _or_unknown(versions.get("hearth")))
+    if versions.get("edition"):
+        chat_only = versions["edition"] == "chat"
+        row("Edition", "chat only (no image generation)" if chat_only else "full")
     if report.get("simulated"):
         row("Simulated machine", report["simulated"])
 
@@ -222,12 +228,17 @@ def format_doctor_report(report: dict[str, Any]) -> str:
     row("llama-cpp-python", _or_unknown(llama.get("version")))
     row("  GPU offload", _yes_no(llama.get("gpu_offload")))
     row("  GPU backends", backend_text)
+    if llama.get("cpu_variant"):
+        row("  CPU module", f"{llama['cpu_variant']} (portable build: picked for this CPU)")
     if llama.get("system_info"):
         row("  System info", llama["system_info"])
-    row("PyTorch", _or_unknown(torch.get("version")))
-    row("  CUDA", _yes_no(torch.get("cuda")))
-    row("  MPS (Metal)", _yes_no(torch.get("mps")))
-    row("diffusers", _or_unknown(versions.get("diffusers")))
+    if versions.get("edition") == "chat":
+        row("PyTorch", "not in this edition")
+    else:
+        row("PyTorch", _or_unknown(torch.get("version")))
+        row("  CUDA", _yes_no(torch.get("cuda")))
+        row("  MPS (Metal)", _yes_no(torch.get("mps")))
+        row("diffusers", _or_unknown(versions.get("diffusers")))
     row("PySide6", _or_unknown(versions.get("pyside6")))
     for error in report.get("build_errors") or []:
         lines.append(f"  ! {error}")

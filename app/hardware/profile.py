@@ -55,6 +55,8 @@ class BuildInfo:
     llama_version: str | None = None
     llama_backends: tuple[str, ...] | None = None
     llama_system_info: str | None = None
+    # A portable build's CPU module in use ("haswell", "x64"...); None for a native build.
+    llama_cpu_variant: str | None = None
     torch_version: str | None = None
     torch_cuda: bool | None = None
     torch_mps: bool | None = None

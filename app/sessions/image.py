@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from app.edition import NotInThisEdition, images_available
 from app.engines.base import ImageEngine
 from app.engines.image_diffusers.client import ImageEngineClient, check_model_folder
 from app.engines.image_diffusers.protocol import (
@@ -161,8 +162,11 @@ class ImageSession(Session[ImageEngine]):
         """Resolve the model, check its folder, plan the load and fill in the defaults.
 
         Raises the folder's errors (pickle weights, missing components), ModelNotFoundError,
-        ImageModelWontFitError; the request itself is checked when it runs.
+        ImageModelWontFitError, NotInThisEdition (the chat-only build); the request itself
+        is checked when it runs.
         """
+        if not images_available():
+            raise NotInThisEdition()
         folder, name = resolve_image_model(self.db, model)
         from_library = model is None or not Path(model).expanduser().is_dir()
         model_ref = name if from_library else str(folder.resolve())

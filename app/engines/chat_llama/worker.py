@@ -46,6 +46,7 @@ from app.engines.chat_llama.protocol import (
     TokensEvent,
 )
 from app.engines.worker.serve import LoadAborted, ParentGone, WorkerServer, run_worker
+from app.hardware.llama_modules import load_backend_modules
 
 #: Send a LoadProgress when the fraction grew this much, or this long after the last one.
 PROGRESS_STEP = 0.01
@@ -152,6 +153,13 @@ class _ChatWorker(WorkerServer):
         import llama_cpp.llama_cpp as lc
 
         self.llama_cpp: Any = llama_cpp
+        # A portable build (the installers') keeps its CPU code in per-x86-level modules.
+        self._module_problem: str | None = None
+        try:
+            self.cpu_variant = load_backend_modules(str(Path(llama_cpp.__file__).parent))
+        except (RuntimeError, OSError) as exc:
+            self.cpu_variant = ()
+            self._module_problem = str(exc)
         self.internals: Any = internals
         self.lc: Any = lc
         self.llm: Any = None
@@ -205,7 +213,7 @@ class _ChatWorker(WorkerServer):
     def _load(self, req: LoadRequest) -> None:
         self.unload_model()
         t0 = time.perf_counter()
-        problem = describe_model_file_problem(req.model_path)
+        problem = self._module_problem or describe_model_file_problem(req.model_path)
         if problem is not None:
             self.send(ErrorEvent(None, "load_failed", problem))
             return

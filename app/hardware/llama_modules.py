@@ -1,0 +1,99 @@
+"""Load a portable llama.cpp build's backend modules (one CPU module per x86 level, CUDA...).
+
+A build made with `-DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON` (the installers' build,
+so that no laptop dies of SIGILL on an instruction its CPU lacks) has no CPU code in
+libggml itself: `libggml-cpu-<level>.so` modules sit beside it (in the installers) or in
+`site-packages/bin` (llama-cpp-python 0.3.36's wheel), and llama-cpp-python never loads
+them. `load_backend_modules()` asks ggml to load the best one for this CPU, plus any GPU
+module there, before the first model loads. A normal (native) build has none: nothing to do.
+
+`HEARTH_LLAMA_CPU_VARIANT=x64` (or haswell, skylakex...) loads that CPU module only: the
+way to check that a plain x86-64 machine still chats, or to step around a bad variant.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+from functools import cache
+from pathlib import Path
+
+VARIANT_ENV = "HEARTH_LLAMA_CPU_VARIANT"
+
+if sys.platform == "win32":
+    _GGML, _CPU_GLOB, _SUFFIX = "ggml.dll", "ggml-cpu*.dll", ".dll"
+elif sys.platform == "darwin":
+    _GGML, _CPU_GLOB, _SUFFIX = "libggml.dylib", "libggml-cpu*.so", ".so"
+else:
+    _GGML, _CPU_GLOB, _SUFFIX = "libggml.so", "libggml-cpu*.so", ".so"
+
+
+def module_dirs(llama_cpp_dir: Path) -> list[Path]:
+    """Where a portable build keeps its modules: beside libllama, or site-packages/bin."""
+    lib = llama_cpp_dir / "lib"
+    return [d for d in (lib, llama_cpp_dir.parent / "bin") if d.is_dir()]
+
+
+def cpu_modules(llama_cpp_dir: Path) -> list[Path]:
+    """The CPU variant modules of a portable build (empty for a native build)."""
+    found: list[Path] = []
+    for folder in module_dirs(llama_cpp_dir):
+        found += sorted(p for p in folder.glob(_CPU_GLOB) if p.is_file() and "ggml-cpu-" in p.name)
+    return found
+
+
+def variant_of(module: Path) -> str:
+    """`libggml-cpu-haswell.so` -> "haswell"."""
+    return module.name.split(".")[0].split("ggml-cpu-", 1)[-1]
+
+
+@cache
+def load_backend_modules(llama_cpp_dir: str) -> tuple[str, ...]:
+    """Load the modules once per process; returns the CPU variant in use (() if native).
+
+    Raises RuntimeError with a sentence when a forced variant is missing or will not load.
+    """
+    root = Path(llama_cpp_dir)
+    modules = cpu_modules(root)
+    if not modules:
+        return ()
+    ggml = ctypes.CDLL(str(root / "lib" / _GGML))
+    forced = os.environ.get(VARIANT_ENV, "").strip()
+    if forced:
+        match = [m for m in modules if variant_of(m) == forced]
+        if not match:
+            names = ", ".join(sorted(variant_of(m) for m in modules))
+            raise RuntimeError(
+                f"{VARIANT_ENV}={forced} names no CPU module of this llama.cpp build "
+                f"(it has: {names}). Unset it, or name one of those."
+            )
+        ggml.ggml_backend_load.restype = ctypes.c_void_p
+        ggml.ggml_backend_load.argtypes = [ctypes.c_char_p]
+        if not ggml.ggml_backend_load(os.fsencode(match[0])):
+            raise RuntimeError(
+                f"The llama.cpp CPU module {match[0].name} does not run on this processor. "
+                f"Unset {VARIANT_ENV} to let Hearth pick the one that does."
+            )
+        return (forced,)
+    ggml.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
+    ggml.ggml_backend_load_all_from_path.restype = None
+    ggml.ggml_backend_load_all_from_path(os.fsencode(modules[0].parent))
+    best = best_variant(modules)
+    return (best,) if best else ()
+
+
+def best_variant(modules: list[Path]) -> str | None:
+    """The variant ggml picks: the highest `ggml_backend_score()` (0: this CPU lacks it)."""
+    scored: list[tuple[int, str]] = []
+    for module in modules:
+        try:
+            score = ctypes.CDLL(str(module)).ggml_backend_score
+        except (OSError, AttributeError):
+            continue
+        score.restype = ctypes.c_int
+        score.argtypes = []
+        value = int(score())
+        if value > 0:
+            scored.append((value, variant_of(module)))
+    return max(scored)[1] if scored else None
