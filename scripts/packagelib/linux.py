@@ -186,7 +186,7 @@ def build_deb(edition: str, tree: Path, python: Path) -> Path:
     changelog = (
         f"{name} ({version()}) unstable; urgency=medium\n\n"
         f"  * Hearth {version()}, {edition} edition.\n\n"
-        f" -- Hearth developers <hearth@localhost>  {stamp}\n"
+        f" -- Hearth developers <hearth@example.org>  {stamp}\n"
     )
     with gzip.GzipFile(doc / "changelog.gz", "wb", mtime=0, compresslevel=9) as f:
         f.write(changelog.encode())
@@ -218,7 +218,7 @@ def build_deb(edition: str, tree: Path, python: Path) -> Path:
         f"Depends: {depends_line}\n"
         f"Conflicts: {other}\n"
         f"Replaces: {other}\n"
-        "Maintainer: Hearth developers <hearth@localhost>\n"
+        "Maintainer: Hearth developers <hearth@example.org>\n"
         "Homepage: https://hearth.invalid/\n"
         "Description: private, on-device AI chat"
         + (" and image generation\n" if edition == "full" else " (chat-only edition)\n")
@@ -240,7 +240,7 @@ def lintian(deb: Path) -> None:
     if shutil.which("lintian") is None:
         raise BuildError("lintian is not installed. Install Debian's lintian package, then rerun.")
     done = subprocess.run(
-        ["lintian", "--no-tag-display-limit", "--fail-on", "error", str(deb)],
+        ["lintian", "--tag-display-limit", "0", "--fail-on", "error", str(deb)],
         capture_output=True,
         text=True,
         check=False,
@@ -281,7 +281,7 @@ def _copyright() -> str:
     return (
         "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"
         "Upstream-Name: Hearth\n\n"
-        "Files: *\nCopyright: Hearth developers\nLicense: Apache-2.0\n"
+        "Files: *\nCopyright: 2026 Hearth developers\nLicense: Apache-2.0\n"
         " On Debian systems the full text is in /usr/share/common-licenses/Apache-2.0.\n\n"
         "Files: opt/hearth/_internal/*\nCopyright: their authors (Python, Qt for Python,"
         " llama.cpp, PyTorch and the other libraries bundled)\n"
@@ -298,7 +298,6 @@ def _lintian_overrides(name: str) -> str:
         "embedded-library",
         "shared-library-lacks-prerequisites",
         "unstripped-binary-or-object",
-        "binary-or-shlib-defines-rpath",
         "hardening-no-fortify-functions",
         "hardening-no-relro",
         "hardening-no-bindnow",
@@ -313,7 +312,6 @@ def _lintian_overrides(name: str) -> str:
         "extra-license-file",
         "repeated-path-segment",
         "spelling-error-in-binary",
-        "image-file-in-unexpected-location",
         "font-in-non-font-package",
         "unusual-interpreter",
         "executable-not-elf-or-script",
