@@ -1,10 +1,22 @@
-"""How `hearth` opens its window: the window, then the first load's modules warmed in the
-background."""
+"""How `hearth` opens its window: only the page on screen before the first paint, the first
+load's modules and the other pages a moment after; a page asked for before that is built at
+once, with its saved splitter sizes."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+from PySide6.QtWidgets import QSplitter
+from pytestqt.qtbot import QtBot
+
+from app.hardware.profile import HardwareProfile, load_simulated_machines
+
+if TYPE_CHECKING:
+    from app.gui.main_window import MainWindow
 
 
 def test_the_first_loads_modules_are_warmed_after_start() -> None:
@@ -31,3 +43,102 @@ def test_the_first_loads_modules_are_warmed_after_start() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "before [] after ok" in done.stdout, done.stdout + done.stderr
+
+
+def test_the_first_paint_builds_only_the_page_on_screen_and_the_rest_follow() -> None:
+    """In a fresh process: when the window is first shown only Chat is built and no other
+    page's module is imported; a moment later every page is built."""
+    code = (
+        "import os, sys\n"
+        "os.environ['QT_QPA_PLATFORM'] = 'offscreen'\n"
+        "from PySide6.QtCore import QTimer\n"
+        "from PySide6.QtWidgets import QApplication\n"
+        "app = QApplication([])\n"
+        "from app.gui.app import open_main_window\n"
+        "from app.gui.main_window import PAGE_KEYS, PAGE_MODULES\n"
+        "window = open_main_window(app)\n"
+        "others = [PAGE_MODULES[k] for k in PAGE_KEYS if k != 'chat']\n"
+        "print('built', [k for k in PAGE_KEYS if window.built(k) is not None])\n"
+        "print('imported', [m for m in others if m in sys.modules])\n"
+        "def check():\n"
+        "    if all(window.built(k) is not None for k in PAGE_KEYS):\n"
+        "        print('all built', window.pages.currentWidget() is window.chat)\n"
+        "        window.close(); app.quit()\n"
+        "timer = QTimer(); timer.timeout.connect(check); timer.start(50)\n"
+        "QTimer.singleShot(90_000, app.quit)\n"
+        "app.exec()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=150, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "built ['chat']" in lines, done.stdout + done.stderr
+    assert "imported []" in lines, done.stdout
+    assert "all built True" in lines, done.stdout + done.stderr
+
+
+@pytest.fixture
+def window_factory(qtbot: QtBot) -> Iterator[Callable[[], MainWindow]]:
+    from app.gui.main_window import MainWindow
+
+    made: list[MainWindow] = []
+    cpu: HardwareProfile = load_simulated_machines()["airgapped-lab-cpu-32gb"]
+
+    def make() -> MainWindow:
+        window = MainWindow(hardware=cpu)
+        qtbot.addWidget(window)
+        made.append(window)
+        return window
+
+    yield make
+    for window in made:
+        window.close()
+
+
+def test_a_page_not_built_yet_is_built_when_shown_with_its_saved_splitter_sizes(
+    window_factory: Callable[[], MainWindow],
+) -> None:
+    from app.gui.main_window import PAGE_KEYS
+
+    downloads = PAGE_KEYS.index("downloads")
+    first = window_factory()
+    first.show()
+    first.show_page(downloads)
+    splitter = first.downloads.findChild(QSplitter)
+    assert splitter is not None
+    splitter.setSizes([120, 400])
+    wanted = splitter.sizes()
+    first.show_page(0)
+    first.close()  # saves the splitter and Chat as the last page
+
+    second = window_factory()
+    second.show()
+    assert second.built("downloads") is None and second.pages.currentWidget() is second.chat
+    second.close()  # never built: its saved sizes stay as they were
+
+    third = window_factory()
+    third.show()
+    assert third.built("downloads") is None
+    third.show_page(downloads)
+    page = third.built("downloads")
+    assert page is not None and third.pages.currentWidget() is page  # never a blank page
+    again = page.findChild(QSplitter)
+    assert again is not None and again.sizes() == wanted
+
+
+def test_the_window_opens_in_the_theme_saved_in_settings_or_the_systems() -> None:
+    from contextlib import closing
+
+    from app.gui.app import saved_theme
+    from app.gui.theme import SETTING_THEME
+    from app.paths import hearth_paths
+    from app.store import open_default_database
+    from app.store.settings import set_setting
+
+    assert saved_theme() == "system"  # nothing chosen yet
+    with closing(open_default_database()) as db:
+        set_setting(db, SETTING_THEME, "dark")
+    assert saved_theme() == "dark"
+    hearth_paths().database.write_bytes(b"not a database" * 100)  # the pages report it
+    assert saved_theme() == "system"

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app import edition
 from app.errors import HearthError
 from app.gui.adapters.downloads import DownloadService
 from app.gui.adapters.library_actions import (
@@ -50,6 +51,7 @@ from app.gui.adapters.models_catalog import CatalogDownloader, load_catalog_list
 from app.gui.adapters.runner import BackgroundRunner
 from app.gui.pages.models_catalog import CatalogPane
 from app.gui.pages.models_details import DetailsPane
+from app.gui.pages.not_in_edition import HEADLINE
 from app.gui.theme import colours, icon
 from app.hardware.profile import HardwareProfile
 from app.humanize import GiB, format_gib, format_size
@@ -282,6 +284,10 @@ class ModelsPage(QWidget):
 
     def _show_details(self, row: PlannedModel | None) -> None:
         self.details.show_model(row, busy=self.busy)
+        if not edition.images_available():  # the chat-only edition: an image model stays listed
+            button = self.details.images_button
+            button.setEnabled(False)
+            button.setToolTip(f"{HEADLINE}: install the full edition to make images with it.")
 
     def reveal(self, name: str) -> None:
         """Open the folder holding the model in the system's file manager."""

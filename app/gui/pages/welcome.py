@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app import edition
 from app.errors import HearthError
 from app.gui.adapters.runner import BackgroundRunner
 from app.gui.theme import colours, icon
@@ -272,9 +273,10 @@ class WelcomePage(QWidget):
         self.starter_model: StarterModel | None = None  # None: the shipped starter
 
         self.title = QLabel("<h1>Welcome to Hearth</h1>")
+        does = "Chat and make images" if edition.images_available() else "Chat"  # chat-only
         self.intro = QLabel(
-            "Chat and make images with AI models that run on this computer: nothing you type "
-            "leaves it. First, a model."
+            f"{does} with AI models that run on this computer: nothing you type leaves it. "
+            "First, a model."
         )
         self.machine = QLabel("Looking at this machine…")
         self.backend = QLabel("")
