@@ -11,7 +11,13 @@ import pytest
 
 from app import edition as edition_module
 from app.edition import NotInThisEdition
-from app.hardware.llama_modules import VARIANT_ENV, cpu_modules, load_backend_modules, variant_of
+from app.hardware.llama_modules import (
+    VARIANT_ENV,
+    cpu_modules,
+    forget_loaded,
+    load_backend_modules,
+    variant_of,
+)
 
 
 @pytest.fixture
@@ -89,15 +95,15 @@ def portable_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         _compile(FAKE_MODULE, lib / f"libggml-cpu-{variant}.so", f"-DSCORE={score}")
     monkeypatch.setenv("FAKE_GGML_LOG", str(tmp_path / "calls.log"))
     monkeypatch.delenv(VARIANT_ENV, raising=False)
-    load_backend_modules.cache_clear()
+    forget_loaded()
     yield root
-    load_backend_modules.cache_clear()
+    forget_loaded()
 
 
 def test_a_native_build_has_no_modules_to_load(tmp_path: Path) -> None:
     (tmp_path / "llama_cpp" / "lib").mkdir(parents=True)
     (tmp_path / "llama_cpp" / "lib" / "libggml-cpu.so").write_bytes(b"")  # built in, not a variant
-    load_backend_modules.cache_clear()
+    forget_loaded()
     assert cpu_modules(tmp_path / "llama_cpp") == []
     assert load_backend_modules(str(tmp_path / "llama_cpp")) == ()
 
@@ -133,7 +139,7 @@ def test_a_forced_variant_that_is_missing_or_refused_says_what_to_do(
     assert "names no CPU module" in str(missing.value) and "haswell, sapphirerapids, x64" in str(
         missing.value
     )
-    load_backend_modules.cache_clear()
+    forget_loaded()
     monkeypatch.setenv(VARIANT_ENV, "sapphirerapids")
     monkeypatch.setenv("FAKE_GGML_REFUSE", "1")
     with pytest.raises(RuntimeError) as refused:

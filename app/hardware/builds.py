@@ -275,7 +275,7 @@ def _probe(kind: str, module: str) -> dict[str, Any]:
 
 def _probe_llama(llama_cpp: Any) -> dict[str, Any]:
     # A portable build's CPU (and GPU) code sits in modules: load them as the worker does.
-    variant = load_backend_modules(str(Path(llama_cpp.__file__).parent))
+    variant = load_backend_modules(str(Path(llama_cpp.__file__).parent), llama_cpp.llama_cpp._lib)
     info = llama_cpp.llama_print_system_info()
     if isinstance(info, bytes):
         info = info.decode(errors="replace")

@@ -16,8 +16,8 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
-from functools import cache
 from pathlib import Path
+from typing import Any
 
 VARIANT_ENV = "HEARTH_LLAMA_CPU_VARIANT"
 
@@ -48,17 +48,28 @@ def variant_of(module: Path) -> str:
     return module.name.split(".")[0].split("ggml-cpu-", 1)[-1]
 
 
-@cache
-def load_backend_modules(llama_cpp_dir: str) -> tuple[str, ...]:
+_loaded: dict[str, tuple[str, ...]] = {}
+
+
+def load_backend_modules(llama_cpp_dir: str, ggml: Any = None) -> tuple[str, ...]:
     """Load the modules once per process; returns the CPU variant in use (() if native).
+
+    `ggml` is the loaded libllama (`llama_cpp.llama_cpp._lib`): looked up through it, ggml's
+    functions are those of the very libggml instance libllama uses. A separate dlopen of
+    libggml.so by path can map a second copy (the wheel ships copies, not links), whose
+    backend registry libllama never sees.
 
     Raises RuntimeError with a sentence when a forced variant is missing or will not load.
     """
+    if llama_cpp_dir in _loaded:
+        return _loaded[llama_cpp_dir]
     root = Path(llama_cpp_dir)
     modules = cpu_modules(root)
     if not modules:
+        _loaded[llama_cpp_dir] = ()
         return ()
-    ggml = ctypes.CDLL(str(root / "lib" / _GGML))
+    if ggml is None:
+        ggml = ctypes.CDLL(str(root / "lib" / _GGML))
     forced = os.environ.get(VARIANT_ENV, "").strip()
     if forced:
         match = [m for m in modules if variant_of(m) == forced]
@@ -68,19 +79,28 @@ def load_backend_modules(llama_cpp_dir: str) -> tuple[str, ...]:
                 f"{VARIANT_ENV}={forced} names no CPU module of this llama.cpp build "
                 f"(it has: {names}). Unset it, or name one of those."
             )
-        ggml.ggml_backend_load.restype = ctypes.c_void_p
-        ggml.ggml_backend_load.argtypes = [ctypes.c_char_p]
-        if not ggml.ggml_backend_load(os.fsencode(match[0])):
+        load_one = ggml.ggml_backend_load
+        load_one.restype = ctypes.c_void_p
+        load_one.argtypes = [ctypes.c_char_p]
+        if not load_one(os.fsencode(match[0])):
             raise RuntimeError(
                 f"The llama.cpp CPU module {match[0].name} does not run on this processor. "
                 f"Unset {VARIANT_ENV} to let Hearth pick the one that does."
             )
+        _loaded[llama_cpp_dir] = (forced,)
         return (forced,)
-    ggml.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
-    ggml.ggml_backend_load_all_from_path.restype = None
-    ggml.ggml_backend_load_all_from_path(os.fsencode(modules[0].parent))
+    load_all = ggml.ggml_backend_load_all_from_path
+    load_all.argtypes = [ctypes.c_char_p]
+    load_all.restype = None
+    load_all(os.fsencode(modules[0].parent))
     best = best_variant(modules)
-    return (best,) if best else ()
+    _loaded[llama_cpp_dir] = (best,) if best else ()
+    return _loaded[llama_cpp_dir]
+
+
+def forget_loaded() -> None:
+    """Forget what was loaded (tests that build fake trees)."""
+    _loaded.clear()
 
 
 def best_variant(modules: list[Path]) -> str | None:

@@ -174,10 +174,14 @@ def freeze(edition: str, python: Path) -> Path:
     tree = out / "dist" / "hearth"
     size = tree_size(tree)
     say(f"Frozen in {time.monotonic() - started:.0f} s: {tree} is {size / 1e6:.0f} MB")
+    return tree
+
+
+def check_budget(edition: str, size: int) -> None:
+    say(f"The {edition} onedir is {size / 1e6:.0f} MB (budget {BUDGET[edition] / 1e6:.0f} MB)")
     if size > BUDGET[edition]:
         raise BuildError(
             f"The {edition} build is {size / 1e6:.0f} MB, over its budget of "
             f"{BUDGET[edition] / 1e6:.0f} MB. Trim what grew (docs/packaging.md lists what "
             "is left out) or raise the budget there with the reason."
         )
-    return tree

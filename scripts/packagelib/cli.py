@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `packagelib` from scripts/
 
-from packagelib.build import DIST, ROOT, BuildError, build_env, freeze, say
+from packagelib.build import DIST, ROOT, BuildError, build_env, check_budget, freeze, say, tree_size
 
 USAGE = """\
 usage: scripts/package [full|chat] [--format deb|tar|all] [--no-lint]
@@ -50,10 +50,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _build(edition: str, fmt: str, *, lint: bool) -> int:
-    from packagelib.linux import build_deb, build_tar, drop_system_libraries, lintian
+    from packagelib.linux import (
+        build_deb,
+        build_tar,
+        drop_system_libraries,
+        link_llama_libraries,
+        lintian,
+    )
 
     python = build_env(edition)
     tree = freeze(edition, python)
+    saved = link_llama_libraries(tree)
+    say(f"llama.cpp's libraries linked, not copied: {saved / 1e6:.0f} MB saved")
+    check_budget(edition, tree_size(tree))
     dropped = drop_system_libraries(tree)
     if dropped:
         say(f"Left to the system (not bundled): {', '.join(dropped)}")

@@ -22,14 +22,26 @@ from packagelib.build import BUILD, DIST, ROOT, BuildError, run, say, version
 ICON_SIZES = (16, 24, 32, 48, 64, 128, 256)
 # Qt's xcb platform plugin dlopens these at run time (ldd on the plugin lists most; the
 # cursor library is loaded by name), and a window needs the fonts and D-Bus libraries.
-ALWAYS = ("libxcb-cursor0", "libxkbcommon-x11-0", "libegl1", "libgl1", "libfontconfig1")
+ALWAYS = (
+    "libxcb-cursor0",
+    "libxkbcommon-x11-0",
+    "libegl1",
+    "libgl1",
+    "libfontconfig1",
+    # Qt's Wayland platform plugin (used first on a Wayland desktop) needs these three.
+    "libwayland-client0",
+    "libwayland-cursor0",
+    "libwayland-egl1",
+)
 # Never inside the tree: the system's own copy must win (a bundled libstdc++ older than
 # the one Mesa was built against breaks the GPU drivers), and glibc is never bundled.
 SYSTEM_ONLY = re.compile(
     r"^(libstdc\+\+\.so|libgcc_s\.so|libc\.so|libm\.so|libdl\.so|libpthread\.so|librt\.so"
     r"|ld-linux|libGL\.so|libEGL\.so|libGLX|libGLdispatch|libdrm|libgbm|libxcb[.-]|libX11"
     r"|libxkbcommon|libfontconfig|libfreetype|libdbus-1|libglib-2|libgthread|libgobject"
-    r"|libexpat|libz\.so|libuuid)"
+    r"|libexpat|libz\.so|libuuid|libgio-2|libgmodule-2|libmount|libblkid|libselinux|libpcre2"
+    r"|libffi|libharfbuzz|libcairo|libgcrypt|libgpg-error|libpng16|libbz2|libbrotli|libsystemd"
+    r"|liblzma|libzstd|liblz4|libcap\.so|libkeyutils|libcom_err|libkrb5|libk5crypto|libgssapi)"
 )
 DESKTOP = """[Desktop Entry]
 Type=Application
@@ -66,6 +78,34 @@ def drop_system_libraries(tree: Path) -> list[str]:
             path.unlink()
             removed.append(path.name)
     return removed
+
+
+def link_llama_libraries(tree: Path) -> int:
+    """One copy of each llama.cpp library, the other names as links; returns bytes saved.
+
+    The wheel has no symlinks, so libllama.so, libllama.so.0 and libllama.so.0.5.0 arrive as
+    three files, and PyInstaller adds a fourth beside the program. Two files with one soname
+    can end up loaded as two libraries with two backend registries: keep the soname file
+    (libllama.so.0), point every other name at it, and drop the full-version names.
+    """
+    internal = tree / "_internal"
+    lib = internal / "llama_cpp" / "lib"
+    saved = 0
+    for soname_file in sorted(lib.glob("lib*.so.[0-9]")):
+        stem = soname_file.name.rsplit(".so.", 1)[0]  # libllama
+        for other in [*lib.glob(f"{stem}.so.*.*"), internal / soname_file.name]:
+            if other.is_file() and not other.is_symlink() and other != soname_file:
+                saved += other.stat().st_size
+                other.unlink()
+        plain = lib / f"{stem}.so"
+        if plain.is_file() and not plain.is_symlink():
+            saved += plain.stat().st_size
+            plain.unlink()
+        plain.symlink_to(soname_file.name)  # what llama-cpp-python dlopens by path
+        top = internal / soname_file.name
+        if not top.exists():
+            top.symlink_to(soname_file.relative_to(internal))  # LD_LIBRARY_PATH finds it
+    return saved
 
 
 def glibc_floor(tree: Path) -> str:
@@ -152,8 +192,10 @@ def _normalise_modes(root: Path) -> None:
         if path.is_dir():
             path.chmod(0o755)
         else:
-            executable = path.stat().st_mode & stat.S_IXUSR or (
-                is_elf(path) and ".so" not in path.name
+            shared_library = ".so" in path.name and is_elf(path)
+            program = is_elf(path) and not shared_library
+            executable = program or (
+                not shared_library and bool(path.stat().st_mode & stat.S_IXUSR)
             )
             path.chmod(0o755 if executable else 0o644)
 
@@ -230,6 +272,7 @@ def build_deb(edition: str, tree: Path, python: Path) -> Path:
     _normalise_modes(stage)
     DIST.mkdir(exist_ok=True)
     deb = DIST / f"{name}_{version()}_amd64.deb"
+    deb.unlink(missing_ok=True)  # dpkg-deb writes into an existing file without truncating it
     say(f"Building {deb.name} (xz -9)")
     run(["fakeroot", "dpkg-deb", "-Zxz", "-z9", "--build", stage, deb])
     return deb
@@ -316,6 +359,7 @@ def _lintian_overrides(name: str) -> str:
         "unusual-interpreter",
         "executable-not-elf-or-script",
         "no-symbols-control-file",
+        "hardening-no-pie",
         "custom-library-search-path",
     ]
     return "".join(f"{name}: {tag}\n" for tag in tags)

@@ -156,7 +156,7 @@ class _ChatWorker(WorkerServer):
         # A portable build (the installers') keeps its CPU code in per-x86-level modules.
         self._module_problem: str | None = None
         try:
-            self.cpu_variant = load_backend_modules(str(Path(llama_cpp.__file__).parent))
+            self.cpu_variant = load_backend_modules(str(Path(llama_cpp.__file__).parent), lc._lib)
         except (RuntimeError, OSError) as exc:
             self.cpu_variant = ()
             self._module_problem = str(exc)
