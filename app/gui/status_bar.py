@@ -20,6 +20,7 @@ from app.gui.theme import colours
 from app.humanize import format_duration, format_gib
 
 #: How often the memory reading is refreshed.
+FIRST_READING_MS = 300
 MEMORY_REFRESH_MS = 3_000
 #: Longest model name shown in full; longer ones are cut (the tooltip has the whole name).
 NAME_CHARS = 28
@@ -123,7 +124,9 @@ class WindowStatus(QObject):
         self.timer.setInterval(MEMORY_REFRESH_MS)
         self.timer.timeout.connect(self.refresh_memory)
         self.timer.start()
-        self.refresh_memory()
+        # The first reading imports psutil and NVML on a pool thread: after the first paint,
+        # not competing with it.
+        QTimer.singleShot(FIRST_READING_MS, self, self.refresh_memory)
         self.restyle()
 
     def restyle(self) -> None:
