@@ -1,8 +1,9 @@
-"""Numbers for people: sizes, durations and rates, formatted one way everywhere."""
+"""Numbers for people: sizes, durations, rates, counts and times, formatted one way everywhere."""
 
 from __future__ import annotations
 
 import math
+from datetime import datetime
 
 KiB = 1024
 MiB = 1024**2
@@ -67,3 +68,31 @@ def format_rate(bytes_per_second: float | None) -> str:
     if bytes_per_second is None:
         return "?"
     return format_size(bytes_per_second, digits=1) + "/s"
+
+
+def format_parameters(n: int | None) -> str:
+    """A model's parameter count: `1.54 B`, `270 M`, `12 K`; none (or 0) gives `?`.
+
+    >>> format_parameters(1_543_714_304), format_parameters(268_098_176)
+    ('1.54 B', '268 M')
+    """
+    if not n:
+        return "?"
+    if n >= 1e9:
+        return f"{n / 1e9:.2f} B"
+    return f"{n / 1e6:.0f} M" if n >= 1e6 else f"{n / 1e3:.0f} K"
+
+
+def format_local_time(stamp: str | None) -> str:
+    """A stored ISO timestamp in local time to the minute: `2025-03-01 14:05`; none gives
+    `never` (a model not used yet), text that is not a timestamp comes back as it is.
+
+    >>> format_local_time(None)
+    'never'
+    """
+    if not stamp:
+        return "never"
+    try:
+        return datetime.fromisoformat(stamp).astimezone().strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return stamp

@@ -145,3 +145,53 @@ def make_queue() -> Iterator[Callable[..., DownloadQueue]]:
     yield make
     for queue in made:
         queue.close(timeout=10)
+
+
+# --- a working OS keyring (secrets, the Hub token) ------------------------------------------
+
+
+class FakeKeyring:
+    """A working keyring backend, in memory; `locked` makes it refuse to save, as a locked
+    one does."""
+
+    name = "FakeRing"
+    priority = 5
+
+    def __init__(self) -> None:
+        self.values: dict[tuple[str, str], str] = {}
+        self.locked = False
+
+    def get_password(self, service: str, user: str) -> str | None:
+        return self.values.get((service, user))
+
+    def set_password(self, service: str, user: str, value: str) -> None:
+        if self.locked:
+            raise RuntimeError("the keyring is locked")
+        self.values[(service, user)] = value
+
+    def delete_password(self, service: str, user: str) -> None:
+        del self.values[(service, user)]
+
+
+@pytest.fixture
+def fake_keyring(monkeypatch: pytest.MonkeyPatch) -> FakeKeyring:
+    """This test's OS keyring: the `keyring` package, as Hearth imports it, answers with an
+    in-memory backend, so the real check for a usable keyring runs and accepts it."""
+    import types
+
+    ring = FakeKeyring()
+
+    class FailKeyring:  # keyring's "no backend" class, which the check refuses
+        pass
+
+    keyring = types.ModuleType("keyring")
+    keyring.get_keyring = lambda: ring  # type: ignore[attr-defined]
+    backends = types.ModuleType("keyring.backends")
+    fail = types.ModuleType("keyring.backends.fail")
+    fail.Keyring = FailKeyring  # type: ignore[attr-defined]
+    backends.fail = fail  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "keyring", keyring)
+    monkeypatch.setitem(sys.modules, "keyring.backends", backends)
+    monkeypatch.setitem(sys.modules, "keyring.backends.fail", fail)
+    monkeypatch.delenv("HEARTH_NO_KEYRING", raising=False)
+    return ring

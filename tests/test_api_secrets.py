@@ -3,37 +3,15 @@
 from __future__ import annotations
 
 import stat
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 from app.api.security import API_KEY_SECRET, api_key
-from app.store import secrets
 from app.store.secrets import delete_secret, get_secret, secrets_file, set_secret
 
-
-class FakeRing:
-    """A working keyring backend, in memory."""
-
-    name = "FakeRing"
-    priority = 5
-
-    def __init__(self) -> None:
-        self.values: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, user: str) -> str | None:
-        return self.values.get((service, user))
-
-    def set_password(self, service: str, user: str, value: str) -> None:
-        self.values[(service, user)] = value
-
-    def delete_password(self, service: str, user: str) -> None:
-        del self.values[(service, user)]
-
-
-class LockedRing(FakeRing):
-    def set_password(self, service: str, user: str, value: str) -> None:
-        raise RuntimeError("the keyring is locked")
+if TYPE_CHECKING:
+    from tests.conftest import FakeKeyring
 
 
 def test_without_a_keyring_secrets_go_to_a_file_only_the_user_can_read() -> None:
@@ -50,23 +28,23 @@ def test_without_a_keyring_secrets_go_to_a_file_only_the_user_can_read() -> None
 
 
 def test_a_working_keyring_holds_the_secret_and_no_file_copy_is_left(
-    monkeypatch: pytest.MonkeyPatch,
+    fake_keyring: FakeKeyring, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("HEARTH_NO_KEYRING", "1")  # no keyring yet: the old one goes to the file
     set_secret("provider:lab", "old-in-file")
-    ring = FakeRing()
-    monkeypatch.setattr(secrets, "usable_keyring", lambda: ring)
+    monkeypatch.delenv("HEARTH_NO_KEYRING")
     assert set_secret("provider:lab", "sk-new") == "the OS keyring (FakeRing)"
-    assert ring.values[("Hearth", "provider:lab")] == "sk-new"
+    assert fake_keyring.values[("Hearth", "provider:lab")] == "sk-new"
     assert "provider:lab" not in secrets_file().read_text()
     assert get_secret("provider:lab") == "sk-new"
     delete_secret("provider:lab")
     assert get_secret("provider:lab") is None
 
 
-def test_a_locked_keyring_falls_back_to_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
-    ring: Any = LockedRing()
-    monkeypatch.setattr(secrets, "usable_keyring", lambda: ring)
+def test_a_locked_keyring_falls_back_to_the_file(fake_keyring: FakeKeyring) -> None:
+    fake_keyring.locked = True
     assert set_secret("provider:lab", "sk-x") == str(secrets_file())
+    assert fake_keyring.values == {}
     assert get_secret("provider:lab") == "sk-x"
 
 

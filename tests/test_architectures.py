@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from app.gui.adapters.library_table import UNUSABLE, plan_library
+from app.gui.adapters.library_table import UNUSABLE, plan_library, verdict_text
 from app.hardware import builds
 from app.hardware.profile import load_simulated_machines
 from app.models.gguf import read_gguf_facts
@@ -79,6 +79,6 @@ def test_a_library_model_of_an_unknown_architecture_is_listed_as_unusable(
     register_model(db, "foo", unknown_gguf, facts, source=ModelSource.IMPORT, sha256=None)
 
     [row] = plan_library(CPU_32GB).models
-    assert row.verdict_text == UNUSABLE and row.problem and REASON in row.problem
+    assert verdict_text(row) == UNUSABLE and row.problem and REASON in row.problem
     listed = hearth("models", "list")
     assert "unusable: unsupported architecture" in listed.stdout

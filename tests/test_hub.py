@@ -8,6 +8,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -27,6 +28,9 @@ from app.hub.search import list_gguf_files, search_models
 from app.planner import FitVerdict, LoadPlan
 from app.store import open_default_database
 from tests.hubserver import HubFile, HubRepo, HubServer, point_hub_client_at, running_hub
+
+if TYPE_CHECKING:
+    from tests.conftest import FakeKeyring
 
 MACHINES = load_simulated_machines()
 CPU_32GB = MACHINES["airgapped-lab-cpu-32gb"]
@@ -380,45 +384,13 @@ def test_gated_error_for_a_refused_token_names_the_token(hub: HubServer) -> None
     assert "hf_wrong" not in str(error)
 
 
-def test_token_goes_to_a_working_keyring_and_not_to_a_file(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import sys
-    import types
-
-    stored: dict[tuple[str, str], str] = {}
-
-    class FakeRing:
-        priority = 5
-        name = "FakeRing"
-
-        def set_password(self, service: str, user: str, value: str) -> None:
-            stored[(service, user)] = value
-
-        def get_password(self, service: str, user: str) -> str | None:
-            return stored.get((service, user))
-
-        def delete_password(self, service: str, user: str) -> None:
-            del stored[(service, user)]
-
-    class FailRing:
-        pass
-
-    keyring = types.ModuleType("keyring")
-    keyring.get_keyring = FakeRing  # type: ignore[attr-defined]
-    backends = types.ModuleType("keyring.backends")
-    fail = types.ModuleType("keyring.backends.fail")
-    fail.Keyring = FailRing  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "keyring", keyring)
-    monkeypatch.setitem(sys.modules, "keyring.backends", backends)
-    monkeypatch.setitem(sys.modules, "keyring.backends.fail", fail)
-    monkeypatch.delenv("HEARTH_NO_KEYRING", raising=False)
+def test_token_goes_to_a_working_keyring_and_not_to_a_file(fake_keyring: FakeKeyring) -> None:
     secret = "hf_" + "KeyringToken" * 2
 
     saved = tokens.save_token(secret)
 
     assert saved.where == "the OS keyring (FakeRing)"
-    assert list(stored.values()) == [secret]
+    assert list(fake_keyring.values.values()) == [secret]
     assert not tokens.token_file().exists()
     assert tokens.load_token() == secret
-    assert tokens.delete_token() and stored == {}
+    assert tokens.delete_token() and fake_keyring.values == {}

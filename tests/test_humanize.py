@@ -1,4 +1,4 @@
-"""Sizes, durations and rates read the same way in the CLI, the GUI and the doctor report."""
+"""Sizes, durations, rates, counts and times read one way in the CLI, the GUI and the doctor."""
 
 from __future__ import annotations
 
@@ -6,7 +6,18 @@ import math
 
 import pytest
 
-from app.humanize import GiB, KiB, MiB, TiB, format_duration, format_gib, format_rate, format_size
+from app.humanize import (
+    GiB,
+    KiB,
+    MiB,
+    TiB,
+    format_duration,
+    format_gib,
+    format_local_time,
+    format_parameters,
+    format_rate,
+    format_size,
+)
 
 
 @pytest.mark.parametrize(
@@ -64,3 +75,20 @@ def test_format_rate_is_a_size_per_second() -> None:
     assert format_rate(12.34 * MiB) == "12.3 MiB/s"
     assert format_rate(512) == "512 B/s"
     assert format_rate(None) == "?"
+
+
+@pytest.mark.parametrize(
+    ("n", "text"),
+    [(None, "?"), (0, "?"), (12_345, "12 K"), (268_098_176, "268 M"), (1_543_714_304, "1.54 B")],
+)
+def test_format_parameters_reads_like_a_model_card(n: int | None, text: str) -> None:
+    assert format_parameters(n) == text
+
+
+def test_format_local_time_is_local_to_the_minute_and_never_for_none() -> None:
+    from datetime import UTC, datetime
+
+    stamp = datetime(2025, 3, 1, 14, 5, 59, tzinfo=UTC)
+    assert format_local_time(stamp.isoformat()) == stamp.astimezone().strftime("%Y-%m-%d %H:%M")
+    assert format_local_time(None) == format_local_time("") == "never"
+    assert format_local_time("yesterday") == "yesterday"  # not a stamp: shown as it is

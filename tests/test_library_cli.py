@@ -79,6 +79,24 @@ def test_rm_of_a_linked_model_only_forgets_it(tiny_gguf: Callable[..., Path]) ->
     assert src.is_file()
 
 
+def test_a_linked_model_whose_file_went_or_broke_is_listed_and_shown_with_why(
+    tiny_gguf: Callable[..., Path],
+) -> None:
+    gone, broken = tiny_gguf("gone.gguf"), tiny_gguf("broken.gguf", n_layers=3)
+    for src in (gone, broken):
+        assert run("models", "import", str(src), "--link").returncode == 0
+    gone.unlink()
+    broken.write_bytes(b"no longer a model" * 10)
+
+    verdicts = {r["name"]: r["verdict"] for r in json.loads(run("models", "list", "--json").stdout)}
+    assert verdicts == {"gone": "missing (file gone)", "broken": "damaged (see show)"}
+    shown = run("models", "show", "broken")
+    assert shown.returncode == 0, shown.stderr
+    assert "On this machine: damaged (see show)\n" in shown.stdout
+    assert "is not a GGUF model file" in shown.stdout  # the cause, in the model's own sentence
+    assert f"There is no file at {gone}" in run("models", "show", "gone").stdout
+
+
 @pytest.mark.parametrize(
     ("content", "name", "expected"),
     [

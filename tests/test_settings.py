@@ -26,6 +26,7 @@ from app.store.settings import set_setting
 
 if TYPE_CHECKING:
     from app.gui.main_window import MainWindow
+    from tests.conftest import FakeKeyring
 
 MODEL = "qwen2.5-1.5b-instruct-q4_k_m"  # a reference model: plans without a file
 LAPTOP = "windows-laptop-rtx3060-6gb-16gb"
@@ -179,25 +180,6 @@ def test_the_chosen_models_folder_receives_new_imports(
 # --- the Settings page ---------------------------------------------------------------------------
 
 
-class FakeRing:
-    """A working keyring backend, in memory."""
-
-    name = "FakeRing"
-    priority = 5
-
-    def __init__(self) -> None:
-        self.values: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, user: str) -> str | None:
-        return self.values.get((service, user))
-
-    def set_password(self, service: str, user: str, value: str) -> None:
-        self.values[(service, user)] = value
-
-    def delete_password(self, service: str, user: str) -> None:
-        del self.values[(service, user)]
-
-
 @pytest.fixture
 def window(qtbot: QtBot) -> Iterator[MainWindow]:
     from app.gui.main_window import MainWindow
@@ -274,13 +256,12 @@ def test_a_relative_models_folder_is_refused(qtbot: QtBot, window: MainWindow) -
 
 
 def test_the_hub_token_goes_to_the_keyring_and_is_only_shown_masked(
-    qtbot: QtBot, window: MainWindow, monkeypatch: pytest.MonkeyPatch
+    qtbot: QtBot, window: MainWindow, monkeypatch: pytest.MonkeyPatch, fake_keyring: FakeKeyring
 ) -> None:
     from app.hub import credentials
 
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    ring = FakeRing()
-    monkeypatch.setattr(credentials, "usable_keyring", lambda: ring)
+    ring = fake_keyring
     token = "hf_abcdefghijklmnopqrstuvwxyz"
     page = window.settings_page
     assert page.token.echoMode() == page.token.EchoMode.Password

@@ -30,7 +30,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.wire import ErrorType, error_json
-from app.store.secrets import get_secret, set_secret
+from app.store.secrets import get_secret, secrets_place, set_secret
 
 #: The secret's name in the keyring (or the secrets file).
 API_KEY_SECRET = "api-server-key"
@@ -44,21 +44,10 @@ def api_key(*, new: bool = False) -> tuple[str, str]:
     """(the API key, where it is kept); made and saved on first use, or when `new`."""
     key = None if new else get_secret(API_KEY_SECRET)
     if key:
-        return key, _where()
+        return key, secrets_place()
     key = f"hearth-{secrets.token_urlsafe(32)}"
     where = set_secret(API_KEY_SECRET, key)
     return key, where
-
-
-def _where() -> str:
-    from app.store.secrets import secrets_file, usable_keyring
-
-    ring = usable_keyring()
-    if ring is not None:
-        from app.store.secrets import keyring_name
-
-        return f"the OS keyring ({keyring_name(ring)})"
-    return str(secrets_file())
 
 
 def mask_key(key: str) -> str:

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from app.cli.common import add_command, add_load_options, load_settings_for, parse_size
 from app.humanize import format_size
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
+    from app.sessions.bench import ChatBench, ImageBench, Progress
+
+R = TypeVar("R", "ChatBench", "ImageBench")
 
 
 def add_commands(sub: Any) -> None:
@@ -38,30 +46,24 @@ def cmd_bench_chat(args: argparse.Namespace) -> int:
     the previous one's cache; sampling is greedy. Medians of --runs; the result is kept
     (see `hearth bench history` and the System page).
     """
-    from app.cli.output import ProgressBar, Unit
     from app.models.starter import STARTER
     from app.sessions.bench import bench_chat
-    from app.store import open_default_database
 
     settings = load_settings_for(args)
-    db = open_default_database()
-    try:
-        with ProgressBar("bench", Unit.FRACTION, quiet=args.json) as bar:
-            result = bench_chat(
-                db,
-                args.model or STARTER.name,
-                prompt_tokens=args.prompt_tokens,
-                gen_tokens=args.gen_tokens,
-                runs=args.runs,
-                settings=settings,
-                on_progress=lambda what, f: bar.update(f, 1.0, what),
-            )
-    finally:
-        db.close()
-    if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+    result = _measure(
+        args,
+        lambda db, on_progress: bench_chat(
+            db,
+            args.model or STARTER.name,
+            prompt_tokens=args.prompt_tokens,
+            gen_tokens=args.gen_tokens,
+            runs=args.runs,
+            settings=settings,
+            on_progress=on_progress,
+        ),
+    )
+    if result is None:  # --json: printed already
         return 0
-    print(f"{result.model} on {result.machine}")
     print(
         f"  {result.backend}, {result.threads} threads, {result.gpu_layers} GPU layers, "
         f"context {result.n_ctx}, batch {result.n_batch}, KV {result.kv_type}, "
@@ -83,29 +85,23 @@ def cmd_bench_image(args: argparse.Namespace) -> int:
     away (the gallery is left alone). The first run includes the load; the others show the
     loaded pipeline's speed. The result is kept (`hearth bench history`).
     """
-    from app.cli.output import ProgressBar, Unit
     from app.sessions.bench import bench_image
-    from app.store import open_default_database
 
     width, height = parse_size(args.size) if args.size else (None, None)
-    db = open_default_database()
-    try:
-        with ProgressBar("bench", Unit.FRACTION, quiet=args.json) as bar:
-            result = bench_image(
-                db,
-                args.model,
-                width=width,
-                height=height,
-                steps=args.steps,
-                runs=args.runs,
-                on_progress=lambda what, f: bar.update(f, 1.0, what),
-            )
-    finally:
-        db.close()
-    if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+    result = _measure(
+        args,
+        lambda db, on_progress: bench_image(
+            db,
+            args.model,
+            width=width,
+            height=height,
+            steps=args.steps,
+            runs=args.runs,
+            on_progress=on_progress,
+        ),
+    )
+    if result is None:  # --json: printed already
         return 0
-    print(f"{result.model} on {result.machine}")
     print(
         f"  {result.device}, {result.dtype}, memory mode {result.memory_mode}, "
         f"{result.width}x{result.height}, {result.steps} steps"
@@ -118,6 +114,25 @@ def cmd_bench_image(args: argparse.Namespace) -> int:
     _row("total per image", result.total_s.__dict__, "s", 2)
     _peak(result.peak_rss_bytes)
     return 0
+
+
+def _measure(args: argparse.Namespace, bench: Callable[[Database, Progress], R]) -> R | None:
+    """Run `bench` on the default database behind the bench progress bar; with --json print
+    the result and return None, else print its first line and return it for the rest."""
+    from app.cli.output import ProgressBar, Unit
+    from app.store import open_default_database
+
+    db = open_default_database()
+    try:
+        with ProgressBar("bench", Unit.FRACTION, quiet=args.json) as bar:
+            result = bench(db, lambda what, f: bar.update(f, 1.0, what))
+    finally:
+        db.close()
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return None
+    print(f"{result.model} on {result.machine}")
+    return result
 
 
 def cmd_bench_history(args: argparse.Namespace) -> int:

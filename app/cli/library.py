@@ -5,21 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import asdict
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from app.cli.common import add_command, hardware_for, load_settings_for
 from app.cli.output import ProgressBar, confirm, print_table
-from app.hardware.profile import HardwareProfile
-from app.humanize import format_size
+from app.humanize import format_local_time, format_parameters, format_size
 from app.models.gguf import ModelFileError, UnsupportedArchitectureError
-from app.models.kinds import ModelFacts, ModelPlan, inspect_model, kind_spec
+from app.models.kinds import PlannedModel, plan_library_model
 from app.models.library import find_library_model
-from app.planner import ImagePlan, LoadPlan, LoadSettings
+from app.planner import ImagePlan, LoadPlan
 from app.planner.facts import ChatModelFacts, ImageModelFacts
 from app.store import open_default_database
-from app.store.library import LibraryModel, ModelKind, ModelSource, list_models
+from app.store.library import ModelKind, ModelSource, list_models
 
 # --- starter --------------------------------------------------------------------------------
 
@@ -53,12 +51,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     rows = list_models(open_default_database())
     hw = hardware_for(None) if rows else None
     settings = load_settings_for(args) if rows else None  # the defaults chosen in Settings
-    fits = {row.name: _plan_row(row, hw, settings) for row in rows} if hw else {}
+    fits = {row.name: plan_library_model(row, hw, settings) for row in rows} if hw else {}
     if args.json:
-        out = []
-        for row in rows:
-            verdict, _facts, _plan = fits[row.name]
-            out.append({**row.to_dict(), "verdict": verdict})
+        out = [{**row.to_dict(), "verdict": _here(fits.get(row.name))} for row in rows]
         print(json.dumps(out, indent=2, default=str))
         return 0
     if not rows:
@@ -76,8 +71,8 @@ def cmd_list(args: argparse.Namespace) -> int:
                 format_size(row.size_bytes or 0),
                 " ".join(x for x in (row.architecture, row.quantization) if x) or "?",
                 str(row.source),
-                fits[row.name][0],
-                _when(row.last_used_at),
+                _here(fits.get(row.name)),
+                format_local_time(row.last_used_at),
             ]
             for row in rows
         ),
@@ -91,7 +86,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     row = find_library_model(open_default_database(), args.name)
     extra = row.extra
     hw = hardware_for(None)
-    verdict, facts, plan = _plan_row(row, hw, load_settings_for(args))
+    planned = plan_library_model(row, hw, load_settings_for(args))
+    verdict, facts, plan = _here(planned), planned.facts, planned.plan
     if args.json:
         out = {
             **row.to_dict(),
@@ -126,7 +122,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             f"{facts.embedding_length}, {facts.head_count} heads ({kv}), head size "
             f"{facts.key_length}",
             f"  quantization:  {facts.quantization or '?'}",
-            f"  parameters:    {_params(facts.parameters)}",
+            f"  parameters:    {format_parameters(facts.parameters)}",
             f"  context:       {facts.context_length:,} tokens (trained)",
             f"  vocabulary:    {facts.vocab_size or '?'} tokens; chat template: "
             f"{'yes' if facts.has_chat_template else 'no (a generic one is used)'}",
@@ -148,9 +144,11 @@ def cmd_show(args: argparse.Namespace) -> int:
         lines += [f"    {f['path']}  {format_size(f['size'])}" for f in files[:20]]
         if len(files) > 20:
             lines.append(f"    … and {len(files) - 20} more")
-    lines.append(f"  added:         {_when(row.added_at)}")
-    lines.append(f"  last used:     {_when(row.last_used_at)}")
+    lines.append(f"  added:         {format_local_time(row.added_at)}")
+    lines.append(f"  last used:     {format_local_time(row.last_used_at)}")
     lines.append(f"On this machine: {verdict}")
+    if planned.problem:
+        lines.append(f"  {planned.problem}")
     if isinstance(plan, LoadPlan):
         layers = {
             "all": "all layers on the GPU",
@@ -347,37 +345,19 @@ def _installed(filename: str, library_name: str, e: Any, have: set[str]) -> bool
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _plan_row(
-    model: LibraryModel, hw: HardwareProfile | None, settings: LoadSettings | None = None
-) -> tuple[str, ModelFacts | None, ModelPlan | None]:
-    """(verdict text, facts, plan) for a library model on `hw`; the text says when it cannot."""
-    if not model.path.exists():
-        return "missing (file gone)", None, None
-    try:
-        facts = inspect_model(model)
-    except UnsupportedArchitectureError:
-        return "unusable: unsupported architecture", None, None
-    except ModelFileError:
-        return "damaged (see show)", None, None
-    if hw is None:
-        return "?", facts, None
-    plan = kind_spec(model.kind).plan(facts, hw, settings)
-    return plan.verdict.value, facts, plan
-
-
-def _when(stamp: str | None) -> str:
-    if not stamp:
-        return "never"
-    try:
-        return datetime.fromisoformat(stamp).astimezone().strftime("%Y-%m-%d %H:%M")
-    except ValueError:
-        return stamp
-
-
-def _params(n: int | None) -> str:
-    if not n:
+def _here(row: PlannedModel | None) -> str:
+    """The HERE column: the verdict on this machine, or in a few words why there is none."""
+    if row is None:
         return "?"
-    return f"{n / 1e9:.2f} B" if n >= 1e9 else f"{n / 1e6:.0f} M"
+    if row.plan is not None:
+        return row.plan.verdict.value
+    if not row.model.path.exists():
+        return "missing (file gone)"
+    if isinstance(row.error, UnsupportedArchitectureError):
+        return "unusable: unsupported architecture"
+    if isinstance(row.error, ModelFileError):
+        return "damaged (see show)"
+    return "unusable (see show)"
 
 
 # --- arguments --------------------------------------------------------------------------------

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from app.errors import HearthError
 from app.paths import hearth_paths
-from app.store.secrets import keyring_name, usable_keyring
+from app.store.secrets import keyring_delete, keyring_get, keyring_set, write_private_file
 
-KEYRING_SERVICE = "Hearth"
 KEYRING_USER = "huggingface-hub-token"
 
 
@@ -50,31 +46,25 @@ def save_token(token: str) -> SavedToken:
             "That does not look like an access token (it is empty or contains spaces).",
             "Copy the token from your Hub account's Access Tokens page and try again.",
         )
-    ring = _usable_keyring()
-    if ring is not None:
-        try:
-            ring.set_password(KEYRING_SERVICE, KEYRING_USER, token)
-        except Exception:  # a locked or broken keyring: fall back to the file
-            pass
-        else:
-            _token_file().unlink(missing_ok=True)  # never two copies
-            return SavedToken(mask_token(token), f"the OS keyring ({_keyring_name(ring)})")
-    path = _write_private_file(token)
+    where = keyring_set(KEYRING_USER, token)
+    if where is not None:
+        token_file().unlink(missing_ok=True)  # never two copies
+        return SavedToken(mask_token(token), where)
+    path = token_file()
+    try:
+        write_private_file(path, token + "\n")
+    except OSError as exc:
+        raise TokenStoreError(f"Hearth could not save the token in {path} ({exc}).") from exc
     return SavedToken(mask_token(token), str(path))
 
 
 def load_token() -> str | None:
     """The saved token, from the keyring or the file, or None."""
-    ring = _usable_keyring()
-    if ring is not None:
-        try:
-            value = ring.get_password(KEYRING_SERVICE, KEYRING_USER)
-        except Exception:
-            value = None
-        if value:
-            return str(value)
+    value = keyring_get(KEYRING_USER)
+    if value:
+        return value
     try:
-        value = _token_file().read_text(encoding="utf-8").strip()
+        value = token_file().read_text(encoding="utf-8").strip()
     except OSError:
         return None
     return value or None
@@ -82,13 +72,8 @@ def load_token() -> str | None:
 
 def delete_token() -> bool:
     """Forget the saved token everywhere; True if there was one."""
-    removed = False
-    ring = _usable_keyring()
-    if ring is not None:
-        with contextlib.suppress(Exception):  # no entry, or the keyring refused
-            ring.delete_password(KEYRING_SERVICE, KEYRING_USER)
-            removed = True
-    path = _token_file()
+    removed = keyring_delete(KEYRING_USER)
+    path = token_file()
     if path.exists():
         path.unlink()
         removed = True
@@ -97,34 +82,4 @@ def delete_token() -> bool:
 
 def token_file() -> Path:
     """Where the token file lives when there is no usable keyring."""
-    return _token_file()
-
-
-def _token_file() -> Path:
     return hearth_paths().token_file
-
-
-def _write_private_file(token: str) -> Path:
-    """Write the token to a 0600 file atomically: never readable by others, not even briefly."""
-    path = _token_file()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.unlink(missing_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(token + "\n")
-        os.chmod(tmp, 0o600)  # in case the umask or the OS ignored the mode
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise TokenStoreError(f"Hearth could not save the token in {path} ({exc}).") from exc
-    return path
-
-
-def _usable_keyring() -> Any | None:
-    """The keyring backend if there is a real one (the rule every Hearth secret follows)."""
-    return usable_keyring()
-
-
-def _keyring_name(ring: Any) -> str:
-    return keyring_name(ring)

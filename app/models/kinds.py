@@ -4,6 +4,7 @@ Adding a kind (embeddings, a remote model) is one `KindSpec` here plus its engin
 place that handles "any library model" goes through `KINDS` instead of comparing strings.
 
     plan = plan_model(find_model(db, "sd-turbo"), detect_hardware())  # an ImagePlan
+    row = plan_library_model(model, hardware)  # the same, a bad file kept as row.error
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
+from app.errors import HearthError
 from app.hardware.profile import HardwareProfile
 from app.models.diffusers_folder import read_diffusers_facts
 from app.models.gguf import read_gguf_facts
@@ -73,6 +75,39 @@ def plan_model(
     return spec.plan(spec.inspect(model.path), hw, settings)
 
 
+@dataclass(frozen=True)
+class PlannedModel:
+    """A library model with its facts and plan on one machine, or the error that stopped them."""
+
+    model: LibraryModel
+    facts: ModelFacts | None = None
+    plan: ModelPlan | None = None
+    #: Why there is no plan: its file is gone (ModelNotFoundError), damaged or unsupported
+    #: (another ModelFileError), or the planner refused it.
+    error: HearthError | None = None
+
+    @property
+    def problem(self) -> str | None:
+        """The error as one sentence of cause and one of remedy, or None."""
+        return str(self.error) if self.error is not None else None
+
+
+def plan_library_model(
+    model: LibraryModel, hw: HardwareProfile, settings: LoadSettings | None = None
+) -> PlannedModel:
+    """Plan one library model as its kind, for a list of them (the Models page, `hearth models
+    list` and `show`): a missing or damaged file is the row's `error`, not an exception."""
+    spec = KINDS[model.kind]
+    try:
+        facts = spec.inspect(model.path)
+    except HearthError as exc:
+        return PlannedModel(model, error=exc)
+    try:
+        return PlannedModel(model, facts, spec.plan(facts, hw, settings))
+    except HearthError as exc:
+        return PlannedModel(model, facts, error=exc)
+
+
 __all__ = [
     "KINDS",
     "KindSpec",
@@ -80,7 +115,9 @@ __all__ = [
     "ModelKind",
     "ModelPlan",
     "ModelSource",
+    "PlannedModel",
     "inspect_model",
     "kind_spec",
+    "plan_library_model",
     "plan_model",
 ]

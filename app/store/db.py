@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 from sqlite_utils import Database
@@ -15,6 +16,8 @@ BUSY_TIMEOUT_S = 5.0
 
 # Primary SQLite result codes that mean the file itself is damaged or not SQLite at all.
 _DAMAGED_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
+# ... and those that mean another connection holds a lock just now.
+_BUSY_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 
 
 def open_database(path: Path) -> Database:
@@ -23,7 +26,9 @@ def open_database(path: Path) -> Database:
     An existing, non-empty file is first checked through a read-only connection, so a
     damaged file (`CorruptDatabaseError`) or one from a newer Hearth (`NewerDatabaseError`)
     is reported without a single byte of it changing. Then WAL, foreign keys and a 5 s busy
-    timeout are switched on and pending migrations applied.
+    timeout are switched on and pending migrations applied. Several threads or processes may
+    open the same brand-new file at once: one switches it to WAL and migrates it, the others
+    wait for it (up to the busy timeout each step) and find it done.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -37,8 +42,8 @@ def open_database(path: Path) -> Database:
     try:
         db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         db.execute("PRAGMA foreign_keys = ON")
-        db.enable_wal()
-        migrate(db)
+        _switch_on_wal(db, path)
+        migrate(db)  # each migration takes the write lock with BEGIN IMMEDIATE: it waits
     except sqlite3.DatabaseError as error:
         db.close()
         if _is_damage(error):
@@ -48,6 +53,35 @@ def open_database(path: Path) -> Database:
         db.close()
         raise
     return db
+
+
+def _switch_on_wal(db: Database, path: Path) -> None:
+    """Put the file in WAL mode, waiting up to the busy timeout for another opener to finish.
+
+    SQLite does not wait out the busy timeout for a journal-mode switch: while another
+    connection holds the write lock of a still rollback-mode file (another thread or process
+    switching the same new database, or running its first migration), it answers "database
+    is locked" at once. So the switch is tried again, with a short growing pause, until it
+    succeeds, finds the file already in WAL mode, or the busy timeout has run out.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    pause_s = 0.005
+    while True:
+        try:
+            db.enable_wal()  # a no-op once the file is in WAL mode
+            return
+        except sqlite3.OperationalError as error:
+            if not _is_busy(error):
+                raise
+            if time.monotonic() >= deadline:
+                raise _unusable(path, error) from error
+        _pause(pause_s)
+        pause_s = min(pause_s * 2, 0.1)
+
+
+def _pause(seconds: float) -> None:
+    """Wait before trying the WAL switch again (a seam: tests see each retry here)."""
+    time.sleep(seconds)
 
 
 def _check_untouched(path: Path) -> None:
@@ -81,6 +115,11 @@ def _check_untouched(path: Path) -> None:
 def _is_damage(error: sqlite3.Error) -> bool:
     code = getattr(error, "sqlite_errorcode", None)
     return code is not None and (code & 0xFF) in _DAMAGED_CODES
+
+
+def _is_busy(error: sqlite3.Error) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and (code & 0xFF) in _BUSY_CODES
 
 
 def _unusable(path: Path, error: sqlite3.Error) -> HearthError:

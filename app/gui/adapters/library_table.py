@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from contextlib import closing
 from dataclasses import dataclass
-from datetime import datetime
 from enum import IntEnum
 
 from PySide6.QtCore import (
@@ -16,16 +15,15 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QColor
 
-from app.errors import HearthError
 from app.gui.theme import colours
 from app.hardware.detect import this_machine
 from app.hardware.profile import HardwareProfile
-from app.humanize import format_size
-from app.models.kinds import ModelPlan, kind_spec, plan_model
-from app.planner import FitVerdict, LoadPlan, LoadSettings
+from app.humanize import format_local_time, format_parameters, format_size
+from app.models.kinds import ModelPlan, PlannedModel, kind_spec, plan_library_model
+from app.planner import FitVerdict, LoadPlan
 from app.sessions.preferences import load_settings
 from app.store import open_default_database
-from app.store.library import LibraryModel, ModelKind, ModelSource, list_models
+from app.store.library import ModelKind, ModelSource, list_models
 
 #: The verdict cell's colour (a meaning of the theme's), so "won't fit" stands out before
 #: anyone reads it.
@@ -57,17 +55,9 @@ def verdict_colour(verdict: FitVerdict | None) -> str:
 UNUSABLE = "unusable"
 
 
-@dataclass(frozen=True)
-class PlannedModel:
-    """A library model with its plan on the machine, or the reason there is none."""
-
-    model: LibraryModel
-    plan: ModelPlan | None
-    problem: str | None = None  # one sentence: a missing or damaged file
-
-    @property
-    def verdict_text(self) -> str:
-        return self.plan.verdict.value if self.plan is not None else UNUSABLE
+def verdict_text(row: PlannedModel) -> str:
+    """The verdict column's text: the plan's verdict, or "unusable"."""
+    return row.plan.verdict.value if row.plan is not None else UNUSABLE
 
 
 @dataclass(frozen=True)
@@ -89,17 +79,9 @@ def plan_library(hardware: HardwareProfile | None = None) -> PlannedLibrary:
     with closing(open_default_database()) as db:
         models = list_models(db)
         settings = load_settings(db)  # the defaults in Settings, as `hearth models list` uses
-    return PlannedLibrary(hardware, tuple(plan_one(m, hardware, settings) for m in models))
-
-
-def plan_one(
-    model: LibraryModel, hardware: HardwareProfile, settings: LoadSettings | None = None
-) -> PlannedModel:
-    """Plan one model; a missing or damaged file becomes the row's problem, not an error."""
-    try:
-        return PlannedModel(model, plan_model(model, hardware, settings))
-    except HearthError as exc:
-        return PlannedModel(model, None, str(exc))
+    return PlannedLibrary(
+        hardware, tuple(plan_library_model(m, hardware, settings) for m in models)
+    )
 
 
 def plan_summary(plan: ModelPlan) -> str:
@@ -113,29 +95,6 @@ def plan_summary(plan: ModelPlan) -> str:
         f"{plan.device.value} ({plan.dtype.value}), {plan.memory_mode.value} memory mode, "
         f"{plan.width}x{plan.height}, needs {format_size(plan.peak_device_bytes)}"
     )
-
-
-def last_used_text(stamp: str | None) -> str:
-    """When a model was last used, in local time to the minute ("never" when it was not).
-
-    >>> last_used_text(None)
-    'never'
-    """
-    if not stamp:
-        return "never"
-    try:
-        return datetime.fromisoformat(stamp).astimezone().strftime("%Y-%m-%d %H:%M")
-    except ValueError:
-        return stamp
-
-
-def params_text(n: int | None) -> str:
-    """A parameter count for people: `1.54 B`, `270 M`, `?`."""
-    if not n:
-        return "?"
-    if n >= 1e9:
-        return f"{n / 1e9:.2f} B"
-    return f"{n / 1e6:.0f} M" if n >= 1e6 else f"{n / 1e3:.0f} K"
 
 
 def model_details(row: PlannedModel) -> list[tuple[str, str]]:
@@ -152,7 +111,7 @@ def model_details(row: PlannedModel) -> list[tuple[str, str]]:
         ("Path", str(m.path)),
         ("Source", source),
         ("Architecture", m.architecture or "?"),
-        ("Parameters", params_text(m.parameters)),
+        ("Parameters", format_parameters(m.parameters)),
     ]
     if m.context_length:
         lines.append(("Context length", f"{m.context_length:,} tokens (trained)"))
@@ -160,7 +119,7 @@ def model_details(row: PlannedModel) -> list[tuple[str, str]]:
         ("Quant" if m.kind is ModelKind.CHAT else "Weights", m.quantization or "?"),
         ("Size", f"{format_size(size)} ({size:,} bytes)"),
         ("Licence", m.license or "not recorded"),
-        ("Last used", last_used_text(m.last_used_at)),
+        ("Last used", format_local_time(m.last_used_at)),
     ]
     return lines
 
@@ -283,9 +242,9 @@ class LibraryTableModel(QAbstractTableModel):
         if column == Column.QUANT:
             return model.quantization or ""
         if column == Column.VERDICT:
-            return row.verdict_text
+            return verdict_text(row)
         if column == Column.LAST_USED:
-            return last_used_text(model.last_used_at)
+            return format_local_time(model.last_used_at)
         return plan_summary(row.plan) if row.plan is not None else (row.problem or "")
 
     @classmethod
