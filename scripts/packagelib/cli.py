@@ -56,12 +56,15 @@ def _build(edition: str, fmt: str, *, lint: bool) -> int:
         drop_system_libraries,
         link_llama_libraries,
         lintian,
+        strip_python,
     )
 
     python = build_env(edition)
     tree = freeze(edition, python)
     saved = link_llama_libraries(tree)
     say(f"llama.cpp's libraries linked, not copied: {saved / 1e6:.0f} MB saved")
+    saved = strip_python(tree)
+    say(f"Python's debug sections stripped: {saved / 1e6:.0f} MB saved")
     check_budget(edition, tree_size(tree))
     dropped = drop_system_libraries(tree)
     if dropped:

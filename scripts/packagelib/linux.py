@@ -108,6 +108,25 @@ def link_llama_libraries(tree: Path) -> int:
     return saved
 
 
+def strip_python(tree: Path) -> int:
+    """Strip the debug sections from libpython and its extension modules; bytes saved.
+
+    Only those: they come from the build machine's own Python build. Wheels' libraries are
+    left alone, since many are rewritten by patchelf/auditwheel and `strip` breaks them
+    (numpy's OpenBLAS then fails with "ELF load command address/offset not page-aligned").
+    """
+    internal = tree / "_internal"
+    targets = [*internal.glob("libpython3*.so*"), *internal.glob("python3*/lib-dynload/*.so")]
+    saved = 0
+    for path in targets:
+        if path.is_symlink() or not path.is_file():
+            continue
+        before = path.stat().st_size
+        run(["strip", "--strip-debug", path])
+        saved += before - path.stat().st_size
+    return saved
+
+
 def glibc_floor(tree: Path) -> str:
     newest = (2, 17)
     for path in elf_files(tree):
