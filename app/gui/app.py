@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from app.errors import HearthError
 
 if TYPE_CHECKING:
+    from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
     from app.gui.main_window import MainWindow
@@ -79,8 +80,21 @@ def launch_gui() -> int:
     app = QApplication.instance() or QApplication(sys.argv)
     assert isinstance(app, QApplication)
     app.setApplicationName("Hearth")
+    # The taskbar and window switcher match the installed menu entry (hearth.desktop).
+    app.setDesktopFileName("hearth")
+    app.setWindowIcon(app_icon())
     open_main_window(app)
     return int(app.exec())
+
+
+def app_icon() -> QIcon:
+    """Hearth's icon (resources/hearth.svg), drawn by Qt's SVG plugin at any size."""
+    from importlib import resources
+
+    from PySide6.QtGui import QIcon
+
+    with resources.as_file(resources.files("app.resources").joinpath("hearth.svg")) as svg:
+        return QIcon(str(svg))
 
 
 def open_main_window(app: QApplication) -> MainWindow:
