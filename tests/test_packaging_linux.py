@@ -41,6 +41,10 @@ def frozen_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     plugin = Path(PySide6.__file__).parent / "Qt" / "plugins" / "platforms" / "libqxcb.so"
     shutil.copy2(plugin, internal / "libqxcb.so")
     shutil.copy2("/usr/lib/x86_64-linux-gnu/libstdc++.so.6", internal / "libstdc++.so.6")
+    # A wheel's own vendored copy (auditwheel's renaming): it must stay.
+    shutil.copy2(
+        "/usr/lib/x86_64-linux-gnu/libstdc++.so.6", internal / "libbrotlicommon-53534446.so.1.2.0"
+    )
     return tree
 
 
@@ -57,6 +61,7 @@ def test_the_chat_edition_installs_no_image_stack_and_keeps_the_rest() -> None:
 def test_bundled_system_libraries_are_left_to_the_system(frozen_tree: Path) -> None:
     dropped = linux.drop_system_libraries(frozen_tree)
     assert dropped == ["libstdc++.so.6"]  # Mesa needs the system's own
+    assert (frozen_tree / "_internal" / "libbrotlicommon-53534446.so.1.2.0").exists()
     assert (frozen_tree / "_internal" / "libqxcb.so").exists()
 
 

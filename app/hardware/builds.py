@@ -274,7 +274,9 @@ def _probe(kind: str, module: str) -> dict[str, Any]:
 
 
 def _probe_llama(llama_cpp: Any) -> dict[str, Any]:
-    # A portable build's CPU (and GPU) code sits in modules: load them as the worker does.
+    # A portable build's CPU (and GPU) code sits in modules: load them as the worker does,
+    # without ggml's "loaded CPU backend from ..." lines in the doctor's report.
+    _quiet_llama_log(llama_cpp)
     variant = load_backend_modules(str(Path(llama_cpp.__file__).parent), llama_cpp.llama_cpp._lib)
     info = llama_cpp.llama_print_system_info()
     if isinstance(info, bytes):
@@ -292,6 +294,18 @@ def _probe_llama(llama_cpp: Any) -> dict[str, Any]:
         "registries": _ggml_registries(llama_cpp),
         "cpu_variant": variant[0] if variant else None,
     }
+
+
+_QUIET: list[Any] = []  # the ctypes callback must outlive the call that installs it
+
+
+def _quiet_llama_log(llama_cpp: Any) -> None:
+    try:
+        if not _QUIET:
+            _QUIET.append(llama_cpp.llama_log_callback(lambda _level, _text, _data: None))
+        llama_cpp.llama_log_set(_QUIET[0], ctypes.c_void_p(0))
+    except Exception:  # an older binding without the call: the lines just show
+        pass
 
 
 def _ggml_registries(llama_cpp: Any) -> list[str]:

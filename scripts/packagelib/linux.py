@@ -43,6 +43,8 @@ SYSTEM_ONLY = re.compile(
     r"|libffi|libharfbuzz|libcairo|libgcrypt|libgpg-error|libpng16|libbz2|libbrotli|libsystemd"
     r"|liblzma|libzstd|liblz4|libcap\.so|libkeyutils|libcom_err|libkrb5|libk5crypto|libgssapi)"
 )
+# auditwheel renames the libraries it vendors into a wheel: libbrotlicommon-53534446.so.1.2.0
+WHEEL_VENDORED = re.compile(r"-[0-9a-f]{8}\.so")
 DESKTOP = """[Desktop Entry]
 Type=Application
 Name=Hearth
@@ -74,6 +76,8 @@ def drop_system_libraries(tree: Path) -> list[str]:
     removed = []
     internal = tree / "_internal"
     for path in sorted(internal.glob("*")):
+        if WHEEL_VENDORED.search(path.name):
+            continue  # a wheel's own copy (auditwheel-renamed): that wheel needs exactly it
         if path.is_file() and SYSTEM_ONLY.match(path.name):
             path.unlink()
             removed.append(path.name)

@@ -153,13 +153,6 @@ class _ChatWorker(WorkerServer):
         import llama_cpp.llama_cpp as lc
 
         self.llama_cpp: Any = llama_cpp
-        # A portable build (the installers') keeps its CPU code in per-x86-level modules.
-        self._module_problem: str | None = None
-        try:
-            self.cpu_variant = load_backend_modules(str(Path(llama_cpp.__file__).parent), lc._lib)
-        except (RuntimeError, OSError) as exc:
-            self.cpu_variant = ()
-            self._module_problem = str(exc)
         self.internals: Any = internals
         self.lc: Any = lc
         self.llm: Any = None
@@ -176,6 +169,14 @@ class _ChatWorker(WorkerServer):
         # failed load, and the default one prints to a stderr that Llama() silences.
         self._log_callback = lc.llama_log_callback(self._on_log)
         lc.llama_log_set(self._log_callback, ctypes.c_void_p(0))
+        # A portable build (the installers') keeps its CPU code in per-x86-level modules
+        # (loaded after the log callback is set: ggml reports the load there, not on stderr).
+        self._module_problem: str | None = None
+        try:
+            self.cpu_variant = load_backend_modules(str(Path(llama_cpp.__file__).parent), lc._lib)
+        except (RuntimeError, OSError) as exc:
+            self.cpu_variant = ()
+            self._module_problem = str(exc)
 
     # --- plumbing -----------------------------------------------------------------------
 
