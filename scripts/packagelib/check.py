@@ -163,7 +163,8 @@ def check(edition: str) -> int:
             "Xvfb :7 -screen 0 1280x800x24 >/tmp/xvfb.log 2>&1 & xvfb=$!; "
             "sleep 1; DISPLAY=:7 hearth >/tmp/hearth-window.log 2>&1 & app=$!; "
             "for i in $(seq 1 120); do "
-            "  DISPLAY=:7 xdotool search --onlyvisible --name Hearth >/dev/null 2>&1 && break; sleep 0.5; done; "
+            "  DISPLAY=:7 xdotool search --onlyvisible --name Hearth >/dev/null 2>&1 && break;"
+            " sleep 0.5; done; "
             "sleep 4; DISPLAY=:7 import -window root /tmp/window.png; "
             "DISPLAY=:7 xdotool search --onlyvisible --name Hearth getwindowname %1; "
             "kill $app; wait $app; kill $xvfb; cat /tmp/hearth-window.log | tail -5",
