@@ -6,13 +6,17 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.gguf_factory import write_tiny_gguf
 
 if TYPE_CHECKING:
+    from pytestqt.qtbot import QtBot
+
+    from app.gui.main_window import MainWindow
+    from app.hardware.profile import HardwareProfile
     from app.hub.downloads import DownloadQueue
     from tests.hubserver import HubServer
 
@@ -195,3 +199,53 @@ def fake_keyring(monkeypatch: pytest.MonkeyPatch) -> FakeKeyring:
     monkeypatch.setitem(sys.modules, "keyring.backends.fail", fail)
     monkeypatch.delenv("HEARTH_NO_KEYRING", raising=False)
     return ring
+
+
+#: The simulated laptop the window tests plan for: an RTX 3060 (6 GB), 16 GB of RAM.
+LAPTOP = "windows-laptop-rtx3060-6gb-16gb"
+
+
+@pytest.fixture
+def laptop() -> HardwareProfile:
+    """A simulated laptop with an RTX 3060 (6 GB): GPU verdicts whatever machine runs this."""
+    from app.hardware.profile import load_simulated_machines
+
+    return load_simulated_machines()[LAPTOP]
+
+
+@pytest.fixture
+def window_factory(qtbot: QtBot) -> Iterator[Callable[..., MainWindow]]:
+    """Main windows for a test, planning for `hardware` (a simulated machine, or this one);
+    each is closed after the test. `remember_state=False` leaves window.ini as it was."""
+    from app.gui.main_window import MainWindow
+
+    made: list[MainWindow] = []
+
+    def make(hardware: HardwareProfile | None = None, *, remember_state: bool = True) -> MainWindow:
+        window = MainWindow(hardware=hardware)
+        window.remember_state = remember_state
+        qtbot.addWidget(window)
+        made.append(window)
+        return window
+
+    yield make
+    for window in made:
+        window.close()
+    collect_on_this_thread(made)
+
+
+def collect_on_this_thread(widgets: list[Any]) -> None:
+    """Destroy `widgets` now, on the UI thread. Left to Python's cycle collector, a
+    window in a reference cycle is freed on whatever thread happens to collect next (a
+    download's or the runner's), and Qt deleting widgets off its thread corrupts the heap."""
+    import gc
+
+    import shiboken6
+    from PySide6.QtCore import QCoreApplication, QEvent
+
+    for widget in widgets:
+        if shiboken6.isValid(widget):
+            widget.deleteLater()
+    widgets.clear()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    gc.collect()

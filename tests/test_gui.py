@@ -22,21 +22,15 @@ from app.models.library import register_model
 from app.planner import FitVerdict, plan_image_load, plan_load
 from app.store import open_default_database
 from app.store.library import ModelSource
+from tests.conftest import LAPTOP
 from tests.pipeline_factory import write_tiny_pipeline
 
-RTX_3060_LAPTOP = "windows-laptop-rtx3060-6gb-16gb"
 NETBOOK = "netbook-4gb"
 
 if TYPE_CHECKING:
     from app.gui.main_window import MainWindow
 
     OpenWindow = Callable[..., MainWindow]
-
-
-@pytest.fixture
-def laptop() -> HardwareProfile:
-    """A simulated laptop with an RTX 3060 (6 GB): GPU verdicts whatever machine runs this."""
-    return load_simulated_machines()[RTX_3060_LAPTOP]
 
 
 @pytest.fixture
@@ -222,7 +216,7 @@ from PySide6.QtWidgets import QApplication
 app = QApplication([])
 from app.gui.main_window import MainWindow
 from app.hardware.profile import load_simulated_machines
-window = MainWindow(hardware=load_simulated_machines()[{RTX_3060_LAPTOP!r}])
+window = MainWindow(hardware=load_simulated_machines()[{LAPTOP!r}])
 shown = []
 window.models.library_shown.connect(lambda planned: (shown.append(planned), app.quit()))
 app.exec()

@@ -14,17 +14,10 @@ import pytest
 from PySide6.QtGui import QGuiApplication
 from pytestqt.qtbot import QtBot
 
-from app.hardware.profile import HardwareProfile, load_simulated_machines
+from app.hardware.profile import HardwareProfile
 
 if TYPE_CHECKING:
     from app.gui.main_window import MainWindow
-
-LAPTOP = "windows-laptop-rtx3060-6gb-16gb"
-
-
-@pytest.fixture
-def laptop() -> HardwareProfile:
-    return load_simulated_machines()[LAPTOP]
 
 
 @pytest.fixture

@@ -27,13 +27,6 @@ from app.paths import hearth_paths
 from app.store import open_default_database
 from app.store.library import list_models
 
-LAPTOP = "windows-laptop-rtx3060-6gb-16gb"
-
-
-@pytest.fixture
-def laptop() -> HardwareProfile:
-    return load_simulated_machines()[LAPTOP]
-
 
 @pytest.fixture
 def page(qtbot: QtBot, laptop: HardwareProfile) -> Iterator[ModelsPage]:

@@ -6,21 +6,22 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pytest
 from PySide6.QtWidgets import QSplitter
-from pytestqt.qtbot import QtBot
 
-from app.hardware.profile import HardwareProfile, load_simulated_machines
+from app.hardware.profile import load_simulated_machines
 
 if TYPE_CHECKING:
     from app.gui.main_window import MainWindow
 
 
-def test_the_first_loads_modules_are_warmed_after_start() -> None:
-    """In a fresh process: none of them before the window, all of them a moment after."""
+def window_script(body: str) -> str:
+    """Run `body` in a fresh offscreen Python and return what it printed. `app`, `QTimer`,
+    `sys` and `open_main_window` are there; `body` opens the window and quits the app when
+    it has seen enough (after 90 s the app quits anyway, and the output says so)."""
     code = (
         "import os, sys\n"
         "os.environ['QT_QPA_PLATFORM'] = 'offscreen'\n"
@@ -28,6 +29,20 @@ def test_the_first_loads_modules_are_warmed_after_start() -> None:
         "from PySide6.QtWidgets import QApplication\n"
         "app = QApplication([])\n"
         "from app.gui.app import open_main_window\n"
+        f"{body}"
+        "QTimer.singleShot(90_000, app.quit)\n"
+        "app.exec()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=150, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout + done.stderr
+
+
+def test_the_first_loads_modules_are_warmed_after_start() -> None:
+    """In a fresh process: none of them before the window, all of them a moment after."""
+    out = window_script(
         "from app.gui.starting import WARM_MODULES\n"
         "before = [m for m in WARM_MODULES if m in sys.modules]\n"
         "window = open_main_window(app)\n"
@@ -35,26 +50,14 @@ def test_the_first_loads_modules_are_warmed_after_start() -> None:
         "    if all(m in sys.modules for m in WARM_MODULES):\n"
         "        print('before', before, 'after ok'); window.close(); app.quit()\n"
         "timer = QTimer(); timer.timeout.connect(check); timer.start(50)\n"
-        "QTimer.singleShot(60_000, app.quit)\n"
-        "app.exec()\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    assert "before [] after ok" in done.stdout, done.stdout + done.stderr
+    assert "before [] after ok" in out.splitlines(), out
 
 
 def test_the_first_paint_builds_only_the_page_on_screen_and_the_rest_follow() -> None:
     """In a fresh process: when the window is first shown only Chat is built and no other
     page's module is imported; a moment later every page is built."""
-    code = (
-        "import os, sys\n"
-        "os.environ['QT_QPA_PLATFORM'] = 'offscreen'\n"
-        "from PySide6.QtCore import QTimer\n"
-        "from PySide6.QtWidgets import QApplication\n"
-        "app = QApplication([])\n"
-        "from app.gui.app import open_main_window\n"
+    out = window_script(
         "from app.gui.main_window import PAGE_KEYS, PAGE_MODULES\n"
         "window = open_main_window(app)\n"
         "others = [PAGE_MODULES[k] for k in PAGE_KEYS if k != 'chat']\n"
@@ -65,44 +68,27 @@ def test_the_first_paint_builds_only_the_page_on_screen_and_the_rest_follow() ->
         "        print('all built', window.pages.currentWidget() is window.chat)\n"
         "        window.close(); app.quit()\n"
         "timer = QTimer(); timer.timeout.connect(check); timer.start(50)\n"
-        "QTimer.singleShot(90_000, app.quit)\n"
-        "app.exec()\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=150, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
-    assert "built ['chat']" in lines, done.stdout + done.stderr
-    assert "imported []" in lines, done.stdout
-    assert "all built True" in lines, done.stdout + done.stderr
+    lines = out.splitlines()
+    assert "built ['chat']" in lines, out
+    assert "imported []" in lines, out
+    assert "all built True" in lines, out
 
 
 @pytest.fixture
-def window_factory(qtbot: QtBot) -> Iterator[Callable[[], MainWindow]]:
-    from app.gui.main_window import MainWindow
-
-    made: list[MainWindow] = []
-    cpu: HardwareProfile = load_simulated_machines()["airgapped-lab-cpu-32gb"]
-
-    def make() -> MainWindow:
-        window = MainWindow(hardware=cpu)
-        qtbot.addWidget(window)
-        made.append(window)
-        return window
-
-    yield make
-    for window in made:
-        window.close()
+def cpu_window(window_factory: Callable[..., MainWindow]) -> Callable[[], MainWindow]:
+    """Windows planning for a simulated CPU-only workstation."""
+    cpu = load_simulated_machines()["airgapped-lab-cpu-32gb"]
+    return lambda: window_factory(cpu)
 
 
 def test_a_page_not_built_yet_is_built_when_shown_with_its_saved_splitter_sizes(
-    window_factory: Callable[[], MainWindow],
+    cpu_window: Callable[[], MainWindow],
 ) -> None:
     from app.gui.main_window import PAGE_KEYS
 
     downloads = PAGE_KEYS.index("downloads")
-    first = window_factory()
+    first = cpu_window()
     first.show()
     first.show_page(downloads)
     splitter = first.downloads.findChild(QSplitter)
@@ -112,12 +98,12 @@ def test_a_page_not_built_yet_is_built_when_shown_with_its_saved_splitter_sizes(
     first.show_page(0)
     first.close()  # saves the splitter and Chat as the last page
 
-    second = window_factory()
+    second = cpu_window()
     second.show()
     assert second.built("downloads") is None and second.pages.currentWidget() is second.chat
     second.close()  # never built: its saved sizes stay as they were
 
-    third = window_factory()
+    third = cpu_window()
     third.show()
     assert third.built("downloads") is None
     third.show_page(downloads)

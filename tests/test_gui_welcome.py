@@ -4,8 +4,9 @@ import from a folder), each ending in a refreshed window whose chat can use the 
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,35 +18,18 @@ from app.models.gguf import read_gguf_facts
 from app.models.library import register_model
 from app.store import open_default_database
 from app.store.library import ModelSource, find_model, list_models
+from tests.conftest import LAPTOP
 
 if TYPE_CHECKING:
     from app.gui.main_window import MainWindow
 
-LAPTOP = "windows-laptop-rtx3060-6gb-16gb"
 CPU_BOX = "airgapped-lab-cpu-32gb"
 
 
 @pytest.fixture
-def laptop() -> HardwareProfile:
-    return load_simulated_machines()[LAPTOP]
-
-
-@pytest.fixture
-def window_factory(qtbot: QtBot) -> Iterator[Callable[..., MainWindow]]:
-    from app.gui.main_window import MainWindow
-
-    made: list[MainWindow] = []
-
-    def make(hardware: HardwareProfile | None = None) -> MainWindow:
-        window = MainWindow(hardware=hardware)
-        window.remember_state = False
-        qtbot.addWidget(window)
-        made.append(window)
-        return window
-
-    yield make
-    for window in made:
-        window.close()
+def window_factory(window_factory: Callable[..., MainWindow]) -> Callable[..., MainWindow]:
+    """conftest's, leaving window.ini as it was (the welcome tests close many windows)."""
+    return functools.partial(window_factory, remember_state=False)
 
 
 def test_an_empty_library_opens_on_the_welcome_with_this_machines_facts(

@@ -23,30 +23,15 @@ from app.hub.config import hub_config
 if TYPE_CHECKING:
     from app.gui.main_window import MainWindow
 
-LAPTOP = "windows-laptop-rtx3060-6gb-16gb"
 SIZE = ("--size", "1024x640", "--theme")
 
 
 @pytest.fixture
-def laptop() -> HardwareProfile:
-    return load_simulated_machines()[LAPTOP]
-
-
-@pytest.fixture
-def window_factory(qtbot: QtBot) -> Iterator[Callable[..., MainWindow]]:
-    from app.gui.main_window import MainWindow
-
-    made: list[MainWindow] = []
-
-    def make(hardware: HardwareProfile | None = None) -> MainWindow:
-        window = MainWindow(hardware=hardware)
-        qtbot.addWidget(window)
-        made.append(window)
-        return window
-
-    yield make
-    for window in made:
-        window.close()
+def window_factory(
+    window_factory: Callable[..., MainWindow],
+) -> Iterator[Callable[..., MainWindow]]:
+    """conftest's, and the light theme back afterwards (a test may switch to dark)."""
+    yield window_factory
     from app.gui.theme import Theme, apply_theme
 
     app = QGuiApplication.instance()
