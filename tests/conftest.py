@@ -216,7 +216,8 @@ def laptop() -> HardwareProfile:
 @pytest.fixture
 def window_factory(qtbot: QtBot) -> Iterator[Callable[..., MainWindow]]:
     """Main windows for a test, planning for `hardware` (a simulated machine, or this one);
-    each is closed after the test. `remember_state=False` leaves window.ini as it was."""
+    each is closed after the test (its chat thread must end before it goes: qtbot holds
+    widgets only weakly), then destroyed. `remember_state=False` leaves window.ini as it was."""
     from app.gui.main_window import MainWindow
 
     made: list[MainWindow] = []

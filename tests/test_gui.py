@@ -8,7 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,28 +56,6 @@ def library(tiny_gguf: Callable[..., Path], tmp_path: Path) -> dict[str, Path]:
     return {"tiny": gguf, "tiny-sd": pipeline}
 
 
-@pytest.fixture
-def open_window(qtbot: QtBot) -> Iterator[OpenWindow]:
-    """Build main windows, and close each at the end (its chat thread must end before it goes).
-
-    qtbot only holds widgets weakly: a window dropped without close() would take its running
-    chat thread down with it.
-    """
-    from app.gui.main_window import MainWindow
-
-    windows: list[MainWindow] = []
-
-    def make(hardware: HardwareProfile | None = None) -> MainWindow:
-        window = MainWindow(hardware=hardware)
-        qtbot.addWidget(window)
-        windows.append(window)
-        return window
-
-    yield make
-    for window in windows:
-        window.close()
-
-
 def shown_library(qtbot: QtBot, window: MainWindow) -> dict[str, tuple[str, str, str]]:
     """Wait for the Models page to show the library: name -> (kind, verdict, plan) texts."""
     from app.gui.adapters.library_table import Column
@@ -96,9 +74,9 @@ def shown_library(qtbot: QtBot, window: MainWindow) -> dict[str, tuple[str, str,
 
 
 def test_models_page_plans_chat_and_image_models_on_the_given_machine(
-    qtbot: QtBot, open_window: OpenWindow, library: dict[str, Path], laptop: HardwareProfile
+    qtbot: QtBot, window_factory: OpenWindow, library: dict[str, Path], laptop: HardwareProfile
 ) -> None:
-    window = open_window(laptop)
+    window = window_factory(laptop)
     cells = shown_library(qtbot, window)
     chat_plan = plan_load(laptop, read_gguf_facts(library["tiny"]))
     image_plan = plan_image_load(laptop, read_diffusers_facts(library["tiny-sd"]))
@@ -114,10 +92,10 @@ def test_models_page_plans_chat_and_image_models_on_the_given_machine(
 
 
 def test_verdicts_follow_the_machine_the_window_is_given(
-    qtbot: QtBot, open_window: OpenWindow, library: dict[str, Path]
+    qtbot: QtBot, window_factory: OpenWindow, library: dict[str, Path]
 ) -> None:
     netbook = load_simulated_machines()[NETBOOK]
-    window = open_window(netbook)
+    window = window_factory(netbook)
     cells = shown_library(qtbot, window)
     expected = plan_load(netbook, read_gguf_facts(library["tiny"])).verdict.value
     assert cells["tiny"][1] == expected == "fits in RAM"  # no GPU on the netbook
@@ -126,10 +104,10 @@ def test_verdicts_follow_the_machine_the_window_is_given(
 
 
 def test_a_model_whose_file_is_gone_shows_why(
-    qtbot: QtBot, open_window: OpenWindow, library: dict[str, Path], laptop: HardwareProfile
+    qtbot: QtBot, window_factory: OpenWindow, library: dict[str, Path], laptop: HardwareProfile
 ) -> None:
     library["tiny"].unlink()
-    window = open_window(laptop)
+    window = window_factory(laptop)
     cells = shown_library(qtbot, window)
     assert cells["tiny"][1] == "unusable"
     assert str(library["tiny"]) in cells["tiny"][2]
@@ -137,7 +115,7 @@ def test_a_model_whose_file_is_gone_shows_why(
 
 
 def test_window_and_cli_give_the_same_verdicts_on_this_machine(
-    qtbot: QtBot, open_window: OpenWindow, library: dict[str, Path]
+    qtbot: QtBot, window_factory: OpenWindow, library: dict[str, Path]
 ) -> None:
     listed = subprocess.run(
         [sys.executable, "-m", "app", "models", "list", "--json"],
@@ -148,7 +126,7 @@ def test_window_and_cli_give_the_same_verdicts_on_this_machine(
     )
     assert listed.returncode == 0, listed.stderr
     cli = {row["name"]: row["verdict"] for row in json.loads(listed.stdout)}
-    window = open_window()  # this machine, detected the way the CLI detects it
+    window = window_factory()  # this machine, detected the way the CLI detects it
     cells = shown_library(qtbot, window)
     assert {name: cell[1] for name, cell in cells.items()} == cli
     assert set(cli) == {"tiny", "tiny-sd"}
@@ -156,7 +134,7 @@ def test_window_and_cli_give_the_same_verdicts_on_this_machine(
 
 def test_the_window_reads_the_database_only_off_the_ui_thread_and_closes_it(
     qtbot: QtBot,
-    open_window: OpenWindow,
+    window_factory: OpenWindow,
     library: dict[str, Path],
     laptop: HardwareProfile,
     monkeypatch: pytest.MonkeyPatch,
@@ -187,7 +165,7 @@ def test_the_window_reads_the_database_only_off_the_ui_thread_and_closes_it(
         return conn
 
     monkeypatch.setattr(sqlite3, "connect", connect)
-    window = open_window(laptop)
+    window = window_factory(laptop)
     chat = window.chat
     shown_library(qtbot, window)
     qtbot.waitUntil(lambda: chat.conversation_list.rowCount() == 1, timeout=20_000)
@@ -252,7 +230,7 @@ def test_missing_x11_libraries_are_named_with_the_install_command(
 
 
 def test_chat_page_queues_a_message_typed_while_loading_and_streams_the_answer(
-    qtbot: QtBot, open_window: OpenWindow, gemma_gguf: Path
+    qtbot: QtBot, window_factory: OpenWindow, gemma_gguf: Path
 ) -> None:
     from app.sessions.chat import Sampling
     from app.store import conversations as convs
@@ -266,7 +244,7 @@ def test_chat_page_queues_a_message_typed_while_loading_and_streams_the_answer(
         source=ModelSource.IMPORT,
         sha256=None,
     )
-    window = open_window()
+    window = window_factory()
     chat = window.chat
     worker = chat.chat_runner.worker
     worker.sampling = Sampling(temperature=0.0, max_tokens=12)
