@@ -476,7 +476,9 @@ class ChatPage(QWidget):
     def _open_selected(self, current: QModelIndex, _previous: QModelIndex) -> None:
         if not current.isValid():
             return
-        conversation_id = str(current.data(CONVERSATION_ID_ROLE))
+        self._open(str(current.data(CONVERSATION_ID_ROLE)))
+
+    def _open(self, conversation_id: str) -> None:
         if conversation_id != self.conversation_id:
             self.cancel_edit()
             self.note = ""
@@ -487,11 +489,13 @@ class ChatPage(QWidget):
     def open_conversation(self, conversation_id: str) -> None:
         """Show a conversation (as a click on it in the list does)."""
         row = self.conversation_list.row_of(conversation_id)
-        if row is not None:
-            self.conversations.setCurrentIndex(self.conversation_list.index(row))
+        index = self.conversation_list.index(row) if row is not None else None
+        if index is not None and index != self.conversations.currentIndex():
+            self.conversations.setCurrentIndex(index)
         else:
-            self.conversation_id = conversation_id
-            self._read_conversation(conversation_id, adopt=True)
+            # Not listed (a search hides it), or already current, where Qt sends no change:
+            # shown all the same, so asking to open a chat always shows it.
+            self._open(conversation_id)
 
     def _read_conversation(self, conversation_id: str, *, adopt: bool = False) -> None:
         self._reads += 1
