@@ -5,6 +5,7 @@
                        [--gen-tokens 128] [--engines hearth,...] [--contention] [--turns]
     scripts/bench image [--json] [--model DIR] [--steps 4] [--size 64x64] [--runs 3]
     scripts/bench load --model PATH.gguf [--json] [--runs 3]
+    scripts/bench sweep --model PATH.gguf [--json] [--runs 3] [--prompt-tokens 512] [--only A,B]
 
 Each engine runs in its own fresh process, in alternating rounds; numbers are
 {median, min, max} over the rounds. docs/benchmarks.md ("How to run scripts/bench") says
@@ -22,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # benchlib
 sys.path.insert(0, str(HERE.parent))  # app
 
-from benchlib import chat, image, load  # noqa: E402
+from benchlib import chat, image, load, sweep  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,12 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     chat.add_parser(sub)
     image.add_parser(sub)
     load.add_parser(sub)
+    sweep.add_parser(sub)
     args = parser.parse_args(argv)
     report = args.func(args)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        {"chat": chat, "image": image, "load": load}[args.command].print_table(report)
+        faces = {"chat": chat, "image": image, "load": load, "sweep": sweep}
+        faces[args.command].print_table(report)
     return 0
 
 

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from app.engines.chat_llama.cpu_share import FIXED_THREADS_ENV
 from benchlib.bandwidth import bytes_per_token, measure_bandwidth
 from benchlib.common import (
     CHAT_METRICS,
@@ -214,7 +215,7 @@ def _contention(model: Path, texts: list[dict[str, Any]], n_gen: int, runs: int)
     idle_at_cores = None
     for threads in counts:
         _, request = hearth_chat_plan(model, threads=threads)
-        idle, busy = [], []
+        idle, busy, fixed, busy_threads = [], [], [], []
         for k in range(runs):
             payload = {
                 "mode": "run",
@@ -227,18 +228,27 @@ def _contention(model: Path, texts: list[dict[str, Any]], n_gen: int, runs: int)
             log(f"contention: {threads} threads, round {k + 1}/{runs}, one busy neighbour")
             neighbour = _neighbour()
             try:
-                busy.append(run_child("hearth_chat.py", payload)["decode_tps"])
+                result = run_child("hearth_chat.py", payload)
+                busy.append(result["decode_tps"])
+                busy_threads.append(result.get("fewest_threads"))
+                if threads > 1:  # the same, with the threads held at the plan (as before)
+                    log(f"contention: {threads} threads held fixed, round {k + 1}/{runs}, busy")
+                    held = run_child("hearth_chat.py", payload, env={FIXED_THREADS_ENV: "1"})
+                    fixed.append(held["decode_tps"])
             finally:
                 neighbour.kill()
                 neighbour.wait()
-        idle_s, busy_s = spread(idle), spread(busy)
+        idle_s, busy_s, fixed_s = spread(idle), spread(busy), spread(fixed)
         if threads == counts[0]:
             idle_at_cores = idle_s
         out["threads"][str(threads)] = {
             "idle_decode_tps": idle_s,
             "busy_decode_tps": busy_s,
+            "busy_threads_used": busy_threads,
+            "busy_fixed_threads_decode_tps": fixed_s,
             "busy/idle": ratio(busy_s, idle_s),
             "busy/idle_at_all_cores": ratio(busy_s, idle_at_cores),
+            "busy_fixed/idle": ratio(fixed_s, idle_s),
         }
     return out
 
@@ -295,6 +305,12 @@ def print_table(report: dict[str, Any]) -> None:
             print(
                 f"contention, {threads} threads: idle {_cell(c['idle_decode_tps'])}, one busy "
                 f"neighbour {_cell(c['busy_decode_tps'])} tok/s ({_num(c['busy/idle'])}x)"
+                + (
+                    f"; threads held fixed {_cell(c['busy_fixed_threads_decode_tps'])} tok/s "
+                    f"({_num(c['busy_fixed/idle'])}x)"
+                    if c.get("busy_fixed_threads_decode_tps")
+                    else ""
+                )
             )
     if report["turns"]:
         for t in report["turns"]["turns"]:

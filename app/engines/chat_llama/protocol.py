@@ -181,6 +181,10 @@ class Metrics(RequestEvent):
     backend: str
     gpu_layers: int
     cached_tokens: int = 0
+    #: llama.cpp's CPU threads at the end, and the fewest used on the way: fewer than
+    #: planned while other programs kept cores busy (app.engines.chat_llama.cpu_share).
+    threads: int = 0
+    fewest_threads: int = 0
 
 
 #: What a generation streams.

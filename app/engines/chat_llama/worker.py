@@ -32,6 +32,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from app.engines.chat_llama.cpu_share import CpuReading, ThreadGovernor, read_cpu
 from app.engines.chat_llama.protocol import (
     LOAD_REQUEST_ID,
     DoneReason,
@@ -158,6 +159,7 @@ class _ChatWorker(WorkerServer):
         self.llm: Any = None
         self.vocab: Any = None
         self.loaded: Loaded | None = None
+        self.governor: ThreadGovernor | None = None
         self.n_gpu_layers_used = 0
         self.backend_used = "cpu"
         self._gpu_backend: str | None = None
@@ -204,6 +206,9 @@ class _ChatWorker(WorkerServer):
     # --- loading ------------------------------------------------------------------------
 
     def unload_model(self) -> None:
+        if self.governor is not None:
+            self.governor.stop()
+            self.governor = None
         if self.llm is not None:
             self.llm.close()
             self.llm = None
@@ -214,6 +219,7 @@ class _ChatWorker(WorkerServer):
     def _load(self, req: LoadRequest) -> None:
         self.unload_model()
         t0 = time.perf_counter()
+        cpu_at_start = _cpu_reading()
         problem = self._module_problem or describe_model_file_problem(req.model_path)
         if problem is not None:
             self.send(ErrorEvent(None, "load_failed", problem))
@@ -249,6 +255,8 @@ class _ChatWorker(WorkerServer):
             self.send(LoadProgress(1.0, time.perf_counter() - t0))
         self.llm = llm
         self.vocab = self.lc.llama_model_get_vocab(llm.model)
+        self.governor = ThreadGovernor(req.n_threads, self._set_threads)
+        self.governor.start(since=cpu_at_start)
         self.loaded = Loaded(
             load_s=time.perf_counter() - t0,
             n_ctx=int(llm.n_ctx()),
@@ -384,6 +392,14 @@ class _ChatWorker(WorkerServer):
             self._gpu_backend_checked = True
         return self._gpu_backend
 
+    def _set_threads(self, n: int) -> None:
+        """llama.cpp's threads for the next batch, prompt and generation alike."""
+        self.lc.llama_set_n_threads(self.llm.ctx, n, n)
+
+    def _threads_now(self) -> int:
+        """Take the CPU-share advice (other programs' busy cores); the threads in use."""
+        return self.governor.update() if self.governor is not None else 0
+
     # --- tokens -------------------------------------------------------------------------
 
     def tokenize(self, text: str) -> list[int]:
@@ -458,6 +474,7 @@ class _ChatWorker(WorkerServer):
     ) -> None:
         llm, rid = self.llm, req.request_id
         cached = self._reuse_kv_cache(tokens)
+        fewest_threads = self._threads_now()
         t_prefill = time.perf_counter()
         cancelled = self._prefill(tokens[cached:], rid)
         t_prefill_end = time.perf_counter()
@@ -504,6 +521,7 @@ class _ChatWorker(WorkerServer):
                     if self.poll(rid):
                         reason = "cancelled"
                         break
+                    fewest_threads = min(fewest_threads, self._threads_now())
             finally:
                 gen.close()
             if not hit:
@@ -530,6 +548,8 @@ class _ChatWorker(WorkerServer):
                 backend=self.loaded.backend_used,
                 gpu_layers=self.loaded.gpu_layers_used,
                 cached_tokens=cached,
+                threads=self._threads_now(),
+                fewest_threads=fewest_threads,
             )
         )
         self.send_done(rid, reason, f"{n_generated} tokens")
@@ -596,6 +616,13 @@ class _ChatWorker(WorkerServer):
             return False
         finally:
             self.lc.llama_set_abort_callback(llm.ctx, self.lc.ggml_abort_callback(), None)
+
+
+def _cpu_reading() -> CpuReading | None:
+    try:
+        return read_cpu()
+    except Exception:  # no CPU figures here: the governor keeps the plan until it has some
+        return None
 
 
 def _fake_gpu() -> bool:

@@ -62,6 +62,8 @@ def _generate(
             "cached_tokens": metrics.cached_tokens,
             "backend": metrics.backend,
             "gpu_layers": metrics.gpu_layers,
+            "threads": metrics.threads,
+            "fewest_threads": metrics.fewest_threads,
         }
     )
     return numbers, "".join(pieces)

@@ -1,7 +1,8 @@
 """One run of llama-cpp-python called directly: load, then stream a greedy completion.
 
-payload: {model, kwargs (Llama keyword arguments; {} for its defaults), tokens (the
-prompt), gen_tokens}. The clock starts after `import llama_cpp`.
+payload: {model, kwargs (Llama keyword arguments; {} for its defaults), model_params
+(optional: llama_model_params fields Llama() does not take), tokens (the prompt),
+gen_tokens}. The clock starts after `import llama_cpp`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,19 @@ def main() -> dict[str, object]:
 
     args = payload()
     kwargs = dict(args["kwargs"])
+    model_params = dict(args.get("model_params") or {})
+    if model_params:  # fields Llama() does not take (e.g. use_extra_bufts: repacking)
+        import llama_cpp.llama_cpp as lc  # the module Llama() reads its defaults from
+
+        defaults = lc.llama_model_default_params
+
+        def patched() -> Any:
+            params = defaults()
+            for name, value in model_params.items():
+                setattr(params, name, value)
+            return params
+
+        lc.llama_model_default_params = patched
     t0 = time.perf_counter()
     llm = llama_cpp.Llama(args["model"], verbose=False, **kwargs)
     load_s = time.perf_counter() - t0
