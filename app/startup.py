@@ -1,4 +1,4 @@
-"""Process start-up: the log file, the faulthandler trace for native crashes, early checks."""
+"""Process start-up: the standard streams, the log file, the native-crash trace, early checks."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 import logging.handlers
 import os
 import sqlite3
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -17,6 +18,28 @@ from app.errors import HearthError
 LOG_MAX_BYTES = 2 * 1024 * 1024
 LOG_BACKUPS = 3
 LOG_FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
+
+
+def ensure_standard_streams() -> bool:
+    """Point a missing sys.stdin, sys.stdout or sys.stderr at the null device.
+
+    A program with no console (pythonw.exe and the workers it spawns, a program started with
+    its standard handles closed) has None for them, and then every `sys.stderr.write`,
+    `isatty()`, progress bar and faulthandler without a file raises. (Windows' hearthw.exe
+    runs none of Hearth: it starts hearth.exe with a hidden console, packaging/hearthw_entry.py.)
+    What goes there is lost, as it would be with no console anyway; the log file keeps what
+    matters. Call it first thing, before `multiprocessing.freeze_support()` (a spawned
+    worker starts there too). Returns whether any stream was missing.
+    """
+    missing = False
+    for name, mode in (("stdin", "r"), ("stdout", "w"), ("stderr", "w")):
+        if getattr(sys, name) is None:
+            # Opened in this order so that, where the descriptors 0-2 are free (a POSIX
+            # program started with them closed), each stream gets its own number back and
+            # C code writing to 2 cannot land in a file opened later.
+            setattr(sys, name, open(os.devnull, mode, encoding="utf-8"))  # noqa: SIM115
+            missing = True
+    return missing
 
 
 def log_file(process: str) -> Path:

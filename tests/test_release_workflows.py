@@ -1,18 +1,24 @@
-"""The release workflow, the NSIS installer and the macOS signing files do what issue 14 asks.
+"""The release workflow, the PyInstaller spec, the NSIS installer and the macOS signing files
+do what issue 14 asks.
 
 The jobs themselves run on GitHub's Windows and macOS machines; here they pass a real
 workflow linter (actionlint, with shellcheck on every `run:` script when it is installed),
-the installer script compiles with a real makensis, and the shape of each job is checked.
+the spec runs with stand-ins for PyInstaller's build steps, the installer script compiles
+with a real makensis, and the shape of each job is checked.
 """
 
 from __future__ import annotations
 
+import builtins
 import importlib.util
 import plistlib
 import re
 import shutil
+import struct
 import subprocess
 import sys
+import types
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +28,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW = ROOT / ".github" / "workflows" / "release.yml"
 NSIS_SCRIPT = ROOT / "packaging" / "windows" / "hearth.nsi"
+SPEC = ROOT / "packaging" / "hearth.spec"
+ICON = ROOT / "resources" / "hearth.ico"
 ENTITLEMENTS = ROOT / "packaging" / "macos" / "entitlements.plist"
 MACOS_SCRIPTS = [ROOT / "packaging" / "macos" / name for name in ("sign_app.sh", "make_dmg.sh")]
 
@@ -216,6 +224,16 @@ def test_edition_requirements_leave_image_libraries_out_of_the_chat_edition(
         assert (image_only in names) is present
 
 
+def test_windows_job_starts_signs_and_packs_both_programs() -> None:
+    smoke = next(s for s in steps("windows") if s.get("name") == "Smoke-test the frozen build")
+    # The windowed program draws the window with its standard streams closed, as it has
+    # them when the Start menu starts it.
+    assert "dist/hearth/hearthw.exe --screenshot" in smoke["run"]
+    assert ">&- 2>&-" in smoke["run"]
+    sign = next(s for s in steps("windows") if s.get("name", "").startswith("Sign hearth.exe"))
+    assert sign["run"].split()[1:] == ["dist/hearth/hearth.exe", "dist/hearth/hearthw.exe"]
+
+
 def test_windows_builds_llama_cpp_portable_with_msvc_and_an_nsis_installer() -> None:
     assert workflow()["env"]["PORTABLE_CMAKE_ARGS"] == (
         "-DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON"
@@ -310,6 +328,167 @@ def test_artifacts_have_distinct_names_and_all_reach_the_release() -> None:
     assert attach["with"]["draft"] is True
 
 
+# The PyInstaller spec
+
+
+@dataclass
+class BuildStep:
+    """One of PyInstaller's build steps the spec asked for (Analysis, PYZ, EXE, COLLECT...)."""
+
+    kind: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    # What the spec reads back off an Analysis.
+    pure: list[Any] = field(default_factory=list)
+    scripts: list[Any] = field(default_factory=list)
+    binaries: list[Any] = field(default_factory=list)
+    datas: list[Any] = field(default_factory=list)
+
+
+def run_spec(
+    platform: str, tmp_path: Path, pure: dict[str, list[Any]] | None = None
+) -> list[BuildStep]:
+    """packaging/hearth.spec run as PyInstaller runs it on `platform` (sys.platform's value),
+    with stand-ins that record each build step instead of building, and no llama.cpp.
+
+    `pure` gives an Analysis (by its script's name, "hearthw_entry") the modules it finds."""
+    recorded: list[BuildStep] = []
+
+    def step(kind: str) -> Any:
+        def record(*args: Any, **kwargs: Any) -> BuildStep:
+            done = BuildStep(kind, args, kwargs)
+            if kind == "Analysis":
+                (script,) = args[0]
+                name = Path(script).stem
+                done.scripts = [(name, script, "PYSOURCE")]
+                done.pure = list((pure or {}).get(name, []))
+                # Something of its own in each, to see which analysis a COLLECT takes in.
+                done.binaries = [(f"{name}.dll", f"/build/{name}.dll", "BINARY")]
+                done.datas = [(f"{name}.txt", f"/build/{name}.txt", "DATA")]
+            recorded.append(done)
+            return done
+
+        return record
+
+    class PlatformSys(types.ModuleType):
+        def __getattr__(self, name: str) -> Any:
+            return getattr(sys, name)
+
+    fake_sys = PlatformSys("sys")
+    fake_sys.platform = platform
+    hooks = types.ModuleType("PyInstaller.utils.hooks")
+    for helper in ("collect_data_files", "collect_submodules", "copy_metadata"):
+        setattr(hooks, helper, lambda *args, **kwargs: [])
+    llama_cpp = types.ModuleType("llama_cpp")
+    llama_cpp.__file__ = str(tmp_path / "site-packages" / "llama_cpp" / "__init__.py")
+    stand_ins = {"sys": fake_sys, "PyInstaller.utils.hooks": hooks, "llama_cpp": llama_cpp}
+
+    def spec_import(name: str, *args: Any, **kwargs: Any) -> Any:
+        return stand_ins[name] if name in stand_ins else builtins.__import__(name, *args, **kwargs)
+
+    namespace: dict[str, Any] = {
+        "__builtins__": {**vars(builtins), "__import__": spec_import},
+        "SPECPATH": str(SPEC.parent),
+        "workpath": str(tmp_path / "work"),
+        **{kind: step(kind) for kind in ("Analysis", "PYZ", "EXE", "COLLECT", "BUNDLE")},
+    }
+    exec(compile(SPEC.read_text(), str(SPEC), "exec"), namespace)
+    return recorded
+
+
+def built(spec: list[BuildStep], kind: str) -> list[BuildStep]:
+    return [step for step in spec if step.kind == kind]
+
+
+def test_windows_gets_a_windowed_program_beside_the_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HEARTH_EDITION", "chat")
+    spec = run_spec("win32", tmp_path)
+    launcher, analysis = built(spec, "Analysis")
+    # hearthw.exe is analysed on its own, from the stub, before Hearth (whose
+    # base_library.zip and warn file, written to the same work folder, must be the ones kept).
+    assert launcher.args[0] == [str(ROOT / "packaging" / "hearthw_entry.py")]
+    assert analysis.args[0] == [str(ROOT / "packaging" / "hearth_entry.py")]
+    assert "pathex" not in launcher.kwargs and "hiddenimports" not in launcher.kwargs
+    for heavy in ("app", "PySide6", "llama_cpp", "torch", "diffusers", "transformers"):
+        assert heavy in launcher.kwargs["excludes"]
+    programs = built(spec, "EXE")
+    assert [(p.kwargs["name"], p.kwargs["console"]) for p in programs] == [
+        ("hearth", True),  # the command line, and Hearth
+        ("hearthw", False),  # the window: what the shortcuts start (hearth.nsi)
+    ]
+    archives = built(spec, "PYZ")
+    for program, source, archive in zip(programs, (analysis, launcher), archives, strict=True):
+        # Each program with its own analysis's pure-Python archive, and Hearth's icon.
+        assert archive.args[0] is source.pure
+        assert program.args[0] is archive and program.args[1] is source.scripts
+        assert program.kwargs["exclude_binaries"] is True
+        assert program.kwargs["icon"] == str(ICON)
+    (collect,) = built(spec, "COLLECT")
+    # One onedir folder: both programs over one _internal, which holds what either needs.
+    assert collect.args[:2] == tuple(programs)
+    for source in (analysis, launcher):
+        assert any(part is source.binaries for part in collect.args)
+        assert any(part is source.datas for part in collect.args)
+    assert collect.kwargs["name"] == "hearth"
+    assert not built(spec, "BUNDLE")
+    assert (tmp_path / "work" / "edition.txt").read_text() == "chat\n"
+
+
+@pytest.mark.parametrize("found", ["app.cli.main", "PySide6.QtCore", "numpy", "requests"])
+def test_the_spec_refuses_a_windowed_stub_that_holds_more_than_the_standard_library(
+    found: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The excludes name the heavy packages; this catches any other that a change to the stub
+    # would drag in, as the real Analysis would find it.
+    monkeypatch.setenv("HEARTH_EDITION", "full")
+    stdlib = [("subprocess", "/py/subprocess.py", "PYMODULE"), ("_pyi_rth_utils", "", "PYMODULE")]
+    assert run_spec("win32", tmp_path, pure={"hearthw_entry": stdlib})
+    with pytest.raises(SystemExit, match="standard library only"):
+        run_spec("win32", tmp_path, pure={"hearthw_entry": [*stdlib, (found, "", "PYMODULE")]})
+
+
+def test_the_windowed_stub_imports_the_standard_library_only() -> None:
+    # What PyInstaller collects for hearthw.exe is what the stub imports: run it in a fresh
+    # interpreter and list what importing it (and showing an error, which imports ctypes on
+    # Windows) added to sys.modules.
+    code = (
+        "import sys; before = set(sys.modules); sys.path.insert(0, 'packaging');"
+        "import ctypes, hearthw_entry; print('\\n'.join(sorted(set(sys.modules) - before)))"
+    )
+    added = subprocess.run(
+        [sys.executable, "-I", "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert "hearthw_entry" in added
+    tops = {name.split(".")[0] for name in added} - {"hearthw_entry"}
+    assert tops <= set(sys.stdlib_module_names), tops - set(sys.stdlib_module_names)
+    assert not tops & {"app", "PySide6", "llama_cpp", "torch", "numpy", "multiprocessing"}
+
+
+@pytest.mark.parametrize(("platform", "console"), [("linux", True), ("darwin", False)])
+def test_linux_and_macos_keep_one_program(
+    platform: str, console: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Linux: /opt/hearth/hearth is the command and the menu entry's program
+    # (scripts/packagelib/linux.py); macOS: the app bundle is windowed.
+    monkeypatch.setenv("HEARTH_EDITION", "full")
+    spec = run_spec(platform, tmp_path)
+    (analysis,) = built(spec, "Analysis")  # no stub to analyse
+    (program,) = built(spec, "EXE")
+    assert program.args[1] is analysis.scripts
+    assert program.kwargs["name"] == "hearth"
+    assert program.kwargs["console"] is console
+    assert program.kwargs["icon"] is None
+    assert [b.kwargs["name"] for b in built(spec, "BUNDLE")] == ["Hearth.app"] * (
+        platform == "darwin"
+    )
+
+
 # The NSIS installer
 
 
@@ -317,7 +496,7 @@ def test_nsis_script_installs_per_user_with_start_menu_entry_and_uninstaller() -
     script = NSIS_SCRIPT.read_text()
     assert "RequestExecutionLevel user" in script
     assert 'InstallDir "$LOCALAPPDATA\\Programs\\Hearth"' in script
-    assert 'CreateShortcut "$SMPROGRAMS\\${APP_NAME}.lnk"' in script
+    assert 'CreateShortcut "$SMPROGRAMS\\${APP_NAME}.lnk" "$INSTDIR\\${APP_EXE}"' in script
     assert 'WriteUninstaller "$INSTDIR\\${UNINSTALLER}"' in script
     assert "Software\\Microsoft\\Windows\\CurrentVersion\\Uninstall\\Hearth" in script
     for value in ("DisplayName", "UninstallString", "QuietUninstallString", "EstimatedSize"):
@@ -328,12 +507,35 @@ def test_nsis_script_installs_per_user_with_start_menu_entry_and_uninstaller() -
     assert 'RMDir /r "$INSTDIR"' not in script
 
 
+def test_nsis_shortcuts_open_the_windowed_program_with_hearths_icon() -> None:
+    script = NSIS_SCRIPT.read_text()
+    # hearthw.exe has no console window; hearth.exe (the command line) is started by none.
+    assert '!define APP_EXE "hearthw.exe"' in script
+    assert '!define CLI_EXE "hearth.exe"' in script
+    shortcuts = re.findall(r"^\s*CreateShortcut (.*)$", script, re.MULTILINE)
+    assert len(shortcuts) == 2  # the Start menu, and the desktop when its box is ticked
+    for shortcut in shortcuts:
+        assert shortcut.split()[1:] == [
+            '"$INSTDIR\\${APP_EXE}"',
+            '""',
+            '"$INSTDIR\\${APP_EXE}"',
+            "0",
+        ]
+    assert '!define MUI_FINISHPAGE_RUN "$INSTDIR\\${APP_EXE}"' in script
+    assert 'WriteRegStr HKCU "${UNINSTALL_KEY}" "DisplayIcon" "$INSTDIR\\${APP_EXE}"' in script
+    assert '!define MUI_ICON "${ICON}"' in script and '!define MUI_UNICON "${ICON}"' in script
+    uninstall = script[script.index('Section "Uninstall"') :]
+    for removed in ("$DESKTOP\\${APP_NAME}.lnk", "$INSTDIR\\${APP_EXE}", "$INSTDIR\\${CLI_EXE}"):
+        assert f'Delete "{removed}"' in uninstall
+
+
 @pytest.fixture
 def dummy_build(tmp_path: Path) -> Path:
-    """A stand-in for PyInstaller's onedir output: hearth.exe and its _internal folder."""
+    """A stand-in for PyInstaller's onedir output: the two programs and their _internal."""
     tree = tmp_path / "dist" / "hearth"
     (tree / "_internal" / "llama_cpp" / "lib").mkdir(parents=True)
     (tree / "hearth.exe").write_bytes(b"MZ stand-in")
+    (tree / "hearthw.exe").write_bytes(b"MZ stand-in, windowed")
     (tree / "_internal" / "python311.dll").write_bytes(b"MZ" + bytes(4096))
     (tree / "_internal" / "llama_cpp" / "lib" / "ggml-cpu-x64.dll").write_bytes(b"MZ")
     return tree
@@ -352,6 +554,16 @@ def makensis(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def ico_images(data: bytes) -> list[bytes]:
+    """The images inside an .ico file, as its directory lists them."""
+    count = struct.unpack_from("<H", data, 4)[0]
+    images = []
+    for i in range(count):
+        size, offset = struct.unpack_from("<II", data, 6 + 16 * i + 8)
+        images.append(data[offset : offset + size])
+    return images
+
+
 def test_nsis_script_compiles_into_an_installer_and_signs_both_executables(
     dummy_build: Path, tmp_path: Path
 ) -> None:
@@ -367,11 +579,26 @@ def test_nsis_script_compiles_into_an_installer_and_signs_both_executables(
         f"-DSIGN_CMD={sys.executable} {signer}",
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert setup.read_bytes()[:2] == b"MZ"
+    installer = setup.read_bytes()
+    assert installer[:2] == b"MZ"
+    # The installer's own icon is Hearth's: every size of hearth.ico is in its resources.
+    for image in ico_images(ICON.read_bytes()):
+        assert image in installer
     signed = log.read_text().splitlines()
     # First the uninstaller makensis embeds, then the finished installer.
     assert len(signed) == 2
     assert signed[1] == str(setup)
+
+
+def test_nsis_script_refuses_a_missing_icon(dummy_build: Path, tmp_path: Path) -> None:
+    result = makensis(
+        "-DVERSION=0.1.0",
+        f"-DSRCDIR={dummy_build}",
+        f"-DOUTFILE={tmp_path / 'x-setup.exe'}",
+        f"-DICON={tmp_path / 'missing.ico'}",
+    )
+    assert result.returncode != 0
+    assert "missing.ico" in result.stdout + result.stderr
 
 
 def test_nsis_script_refuses_to_build_without_a_version(dummy_build: Path, tmp_path: Path) -> None:

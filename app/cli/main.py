@@ -9,7 +9,12 @@ from collections.abc import Sequence
 
 from app import __version__
 from app.errors import HearthError
-from app.startup import check_dependencies, setup_logging, unexpected_error
+from app.startup import (
+    check_dependencies,
+    ensure_standard_streams,
+    setup_logging,
+    unexpected_error,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `hearth ARGS...`; the exit status (0 done, 1 an error explained, 130 Ctrl-C)."""
+    ensure_standard_streams()  # started with no console (a windowed start): None streams
     try:
         check_dependencies()
     except HearthError as exc:

@@ -14,8 +14,11 @@ $ErrorActionPreference = "Stop"
 
 $root = Resolve-Path (Join-Path $PSScriptRoot "..\..")
 $source = Join-Path $root "dist\hearth"
-if (-not (Test-Path (Join-Path $source "hearth.exe"))) {
-    throw "dist\hearth\hearth.exe is missing: run PyInstaller on packaging/hearth.spec first."
+# hearthw.exe (the window, which the shortcuts start) and hearth.exe (the command line).
+foreach ($program in @("hearthw.exe", "hearth.exe")) {
+    if (-not (Test-Path (Join-Path $source $program))) {
+        throw "dist\hearth\$program is missing: run PyInstaller on packaging/hearth.spec first."
+    }
 }
 
 if (-not (Get-Command makensis -ErrorAction SilentlyContinue)) {

@@ -1,12 +1,18 @@
 ; Hearth's Windows installer: a per-user install of the PyInstaller onedir build
-; (dist\hearth), no administrator rights, a Start menu entry and an uninstaller that
-; Windows' "Installed apps" lists.
+; (dist\hearth), no administrator rights, a Start menu entry (and a desktop shortcut, a
+; box on the last page) that open the window, and an uninstaller that Windows' "Installed
+; apps" lists.
+;
+; The build holds two programs over one _internal folder: hearthw.exe opens the window
+; without a console (the shortcuts start it), hearth.exe is the command line.
 ;
 ;   makensis /DVERSION=0.1.0 /DEDITION=full /DSRCDIR=C:\...\dist\hearth
 ;            /DOUTFILE=C:\...\Hearth-0.1.0-windows-x64-full-setup.exe packaging\windows\hearth.nsi
 ;
-; /DSIGN_CMD="..." signs the uninstaller and the finished installer with that command (the
-; file's path is appended), see packaging/windows/build_installer.ps1.
+; /DICON=...\hearth.ico replaces the installer's icon (default: resources\hearth.ico, made
+; from hearth.svg by scripts/make_windows_icon.py; the shortcuts show the one inside
+; hearthw.exe, from the same file). /DSIGN_CMD="..." signs the uninstaller and the finished
+; installer with that command (the file's path is appended), see build_installer.ps1.
 ; Uninstalling removes the program only: chats, models and settings live in the user's data
 ; folder (app/paths.py) and stay.
 
@@ -34,8 +40,15 @@ SetCompressor /SOLID lzma
   !define VIVERSION "${VERSION}.0"
 !endif
 
+!ifndef ICON
+  !define ICON "${__FILEDIR__}\..\..\resources\hearth.ico"
+!endif
+
 !define APP_NAME "Hearth"
-!define APP_EXE "hearth.exe"
+; The window, without a console: what the shortcuts and "Open Hearth" start.
+!define APP_EXE "hearthw.exe"
+; The command line (a console program): installed beside it, started by no shortcut.
+!define CLI_EXE "hearth.exe"
 !define UNINSTALLER "Uninstall Hearth.exe"
 !define UNINSTALL_KEY "Software\Microsoft\Windows\CurrentVersion\Uninstall\Hearth"
 
@@ -60,8 +73,14 @@ VIAddVersionKey "FileDescription" "${APP_NAME} installer (${EDITION} edition)"
 VIAddVersionKey "LegalCopyright" "Apache License 2.0"
 
 !define MUI_ABORTWARNING
+!define MUI_ICON "${ICON}"
+!define MUI_UNICON "${ICON}"
 !define MUI_FINISHPAGE_RUN "$INSTDIR\${APP_EXE}"
 !define MUI_FINISHPAGE_RUN_TEXT "Open Hearth"
+; MUI2's "show readme" box, put to another use: the desktop shortcut, for whoever wants one.
+!define MUI_FINISHPAGE_SHOWREADME ""
+!define MUI_FINISHPAGE_SHOWREADME_TEXT "Create a desktop shortcut"
+!define MUI_FINISHPAGE_SHOWREADME_FUNCTION CreateDesktopShortcut
 !insertmacro MUI_PAGE_DIRECTORY
 !insertmacro MUI_PAGE_INSTFILES
 !insertmacro MUI_PAGE_FINISH
@@ -75,6 +94,10 @@ FunctionEnd
 
 Function un.onInit
   SetShellVarContext current
+FunctionEnd
+
+Function CreateDesktopShortcut
+  CreateShortcut "$DESKTOP\${APP_NAME}.lnk" "$INSTDIR\${APP_EXE}" "" "$INSTDIR\${APP_EXE}" 0
 FunctionEnd
 
 Section "Hearth" SecMain
@@ -103,10 +126,12 @@ SectionEnd
 
 Section "Uninstall"
   Delete "$SMPROGRAMS\${APP_NAME}.lnk"
-  ; Only what the installer put there (PyInstaller's onedir layout: the executable and
-  ; _internal), so a folder the user chose by hand keeps anything else it holds.
+  Delete "$DESKTOP\${APP_NAME}.lnk"
+  ; Only what the installer put there (PyInstaller's onedir layout: the two executables
+  ; and _internal), so a folder the user chose by hand keeps anything else it holds.
   RMDir /r "$INSTDIR\_internal"
   Delete "$INSTDIR\${APP_EXE}"
+  Delete "$INSTDIR\${CLI_EXE}"
   Delete "$INSTDIR\${UNINSTALLER}"
   RMDir "$INSTDIR"
   DeleteRegKey HKCU "${UNINSTALL_KEY}"
