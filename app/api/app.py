@@ -3,7 +3,7 @@
     app = create_app(CompletionService(open_default_database), GateSettings.for_bind(key, host))
 
 Routes: GET /v1/models, POST /v1/chat/completions (streamed or not), POST /v1/completions,
-POST /v1/embeddings (a clear error: no embedding model yet), POST /v1/images/generations
+POST /v1/embeddings (on an embedding model: floats or base64), POST /v1/images/generations
 (b64_json). Inference only: nothing here downloads, deletes or changes a model. Prompts and
 answers are never logged.
 """
@@ -32,8 +32,10 @@ from app.prompts.sandbox import ChatTemplateError
 from app.sessions.serving import (
     BadRequestError,
     CompletionService,
+    Embedded,
     Finished,
     Generation,
+    InputTooLongError,
     NotServableError,
     Piece,
     PromptTooLongError,
@@ -49,6 +51,8 @@ _NOTHING = object()
 
 #: How often a waiting non-streamed request checks whether its client is still there.
 DISCONNECT_POLL_S = 0.25
+#: The most texts one embeddings request may hold (OpenAI's limit).
+MAX_EMBEDDING_INPUTS = 2048
 
 _COMMON: dict[int | str, dict[str, Any]] = {
     code: {"model": wire.ErrorEnvelope, "description": text}
@@ -100,11 +104,15 @@ def api_error(exc: BaseException) -> ApiError:
         )
     if isinstance(exc, ModelNotFoundError):
         return ApiError(404, str(exc), "not_found_error", code="model_not_found", param="model")
+    if isinstance(exc, InputTooLongError):
+        return ApiError(400, str(exc), code="context_length_exceeded", param="input")
     if isinstance(exc, PromptTooLongError):
         return ApiError(400, str(exc), code="context_length_exceeded", param="messages")
     if isinstance(exc, NotServableError):
         return ApiError(400, str(exc), code="model_not_supported", param="model")
-    if isinstance(exc, BadRequestError | ChatTemplateError):
+    if isinstance(exc, BadRequestError):
+        return ApiError(400, str(exc), code="invalid_request", param=exc.param)
+    if isinstance(exc, ChatTemplateError):
         return ApiError(400, str(exc), code="invalid_request")
     if isinstance(exc, EngineLostError):
         return ApiError(500, str(exc), "server_error", code="engine_lost")
@@ -262,18 +270,35 @@ def create_app(service: CompletionService, gate: GateSettings) -> Any:
             usage=wire.Usage(**wire.usage(finished.prompt_tokens, finished.completion_tokens)),
         )
 
-    @api.post("/v1/embeddings", responses=_COMMON)
-    async def embeddings(body: wire.EmbeddingRequest) -> Any:
-        try:
-            model = await asyncio.to_thread(service.find, body.model)
-        except BaseException as exc:
-            raise api_error(exc) from exc
-        raise ApiError(
-            400,
-            f"'{model.id}' is a chat model and Hearth has no embedding model to serve yet, so "
-            "/v1/embeddings cannot answer. Use an embedding server for embeddings.",
-            code="model_not_supported",
-            param="model",
+    @api.post("/v1/embeddings", response_model=wire.EmbeddingList, responses=_COMMON)
+    async def embeddings(body: wire.EmbeddingRequest, request: Request) -> wire.EmbeddingList:
+        texts = _embedding_inputs(body.input)
+        ticket = await _admit(service, body.model, ModelKind.EMBEDDING)
+
+        def run() -> Iterator[Embedded | None]:
+            yield service.embed(ticket, body.model, texts, dimensions=body.dimensions)
+
+        results = await _collect_all(ticket, run, service, request)
+        embedded = results[-1] if results else None
+        if embedded is None:
+            raise ApiError(
+                500, "The request was cancelled before its vectors were made.", "server_error"
+            )
+        as_base64 = body.encoding_format == "base64"
+        return wire.EmbeddingList(
+            data=[
+                wire.Embedding(
+                    index=i,
+                    embedding=base64.b64encode(v).decode("ascii")
+                    if as_base64
+                    else embedded.floats(i),
+                )
+                for i, v in enumerate(embedded.vectors)
+            ],
+            model=body.model,
+            usage=wire.EmbeddingUsage(
+                prompt_tokens=embedded.prompt_tokens, total_tokens=embedded.prompt_tokens
+            ),
         )
 
     @api.post("/v1/images/generations", response_model=wire.ImagesResponse, responses=_COMMON)
@@ -359,6 +384,34 @@ async def _admit(
         return service.admit()
     except Exception as exc:
         raise api_error(exc) from exc
+
+
+def _embedding_inputs(value: str | list[str] | list[int] | list[list[int]]) -> list[str]:
+    """The texts of an embeddings request's `input`, or a 400 saying what is wrong with it."""
+
+    def refused(message: str) -> ApiError:
+        return ApiError(400, message, code="invalid_request", param="input")
+
+    if isinstance(value, str):
+        texts = [value]
+    elif all(isinstance(v, str) for v in value):
+        texts = [str(v) for v in value]
+    else:
+        raise refused(
+            "input holds token ids, and Hearth embeds text only. Send the text itself: a "
+            "string or a list of strings."
+        )
+    if not texts:
+        raise refused("input is empty. Send a string, or a list of strings.")
+    if len(texts) > MAX_EMBEDDING_INPUTS:
+        raise refused(
+            f"input holds {len(texts):,} texts, more than the {MAX_EMBEDDING_INPUTS:,} one "
+            "request may hold. Send them in several requests."
+        )
+    for i, text in enumerate(texts):
+        if not text:
+            raise refused(f"input[{i}] is an empty string. Every input must have some text.")
+    return texts
 
 
 def _finish(finished: Finished) -> Any:

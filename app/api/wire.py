@@ -152,8 +152,11 @@ class CompletionRequest(_Sampling):
 
 class EmbeddingRequest(_Request):
     model: str = Field(min_length=1, max_length=256)
+    #: A text or a list of texts; token-id arrays parse but are refused (text only).
     input: str | list[str] | list[int] | list[list[int]]
     encoding_format: Literal["float", "base64"] | None = None
+    dimensions: int | None = Field(default=None, ge=1)
+    user: str | None = None
 
 
 class ImageRequest(_Request):
@@ -235,6 +238,25 @@ class Completion(BaseModel):
     model: str
     choices: list[CompletionChoice]
     usage: Usage
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    #: The numbers, or with encoding_format "base64" their little-endian float32 bytes.
+    embedding: list[float] | str
+
+
+class EmbeddingUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage
 
 
 class ImageData(BaseModel):

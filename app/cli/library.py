@@ -127,6 +127,12 @@ def cmd_show(args: argparse.Namespace) -> int:
             f"  vocabulary:    {facts.vocab_size or '?'} tokens; chat template: "
             f"{'yes' if facts.has_chat_template else 'no (a generic one is used)'}",
         ]
+        if facts.pooling is not None:
+            lines[-1] = f"  vocabulary:    {facts.vocab_size or '?'} tokens"
+            lines.append(
+                f"  embeddings:    vectors of {facts.embedding_length} numbers "
+                f"({facts.pooling} pooling); serve them with `hearth serve` (/v1/embeddings)"
+            )
     elif isinstance(facts, ImageModelFacts):
         parts = ", ".join(f"{k} {format_size(v)}" for k, v in sorted(facts.component_bytes.items()))
         lines += [

@@ -63,6 +63,18 @@ class ChatEngine(Loads[chat.LoadRequest, chat.Loaded, chat.LoadProgress], Protoc
         ...
 
 
+class EmbeddingEngine(Loads[chat.LoadRequest, chat.Loaded, chat.LoadProgress], Protocol):
+    """Loads one embedding model (a GGUF loaded for embeddings) and turns texts into vectors."""
+
+    def is_alive(self) -> bool:
+        """Whether the engine is there to answer."""
+        ...
+
+    def embed(self, req: chat.EmbedRequest) -> Iterator[chat.EmbedEvent]:
+        """Stream the vectors: one EmbeddingsEvent, then Done (always last)."""
+        ...
+
+
 class ImageEngine(
     Loads[image.ImageLoadRequest, image.ImageLoaded, image.ImageLoadProgress], Protocol
 ):

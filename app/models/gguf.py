@@ -19,6 +19,26 @@ _SPLIT_RE = re.compile(r"^(?P<stem>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.ggu
 #: ggml types llama.cpp's CPU backend repacks into an interleaved copy: Q4_0, Q4_K, IQ4_NL.
 REPACKED_TYPES = frozenset({2, 12, 20})
 _SWA_GLOBAL_EVERY = {"gemma2": 2, "gemma3": 6, "cohere2": 4}
+#: `{arch}.pooling_type` values that make a GGUF an embedding model (llama.cpp's
+#: `llama_pooling_type`); 0 (none: one vector per token) and 4 (rank: rerankers) do not.
+POOLING_NAMES = {1: "mean", 2: "cls", 3: "last"}
+#: Architectures llama.cpp runs only as embedding models (bidirectional encoders without
+#: an output head to generate with); mean pooling when the file names none, as
+#: sentence-transformers does by default.
+EMBEDDING_ARCHS = frozenset(
+    {
+        "bert",
+        "eurobert",
+        "gemma-embedding",
+        "jina-bert-v2",
+        "jina-bert-v3",
+        "llama-embed",
+        "modern-bert",
+        "neo-bert",
+        "nomic-bert",
+        "nomic-bert-moe",
+    }
+)
 
 
 class ModelFileError(HearthError):
@@ -159,7 +179,24 @@ def read_gguf_facts(path: Path | str) -> ChatModelFacts:
         parameters=n_params or None,
         has_chat_template=bool(fields.get("tokenizer.chat_template")),
         split_files=tuple(p.name for p in parts) if len(parts) > 1 else (),
+        pooling=embedding_pooling(arch, key("pooling_type")),
     )
+
+
+def embedding_pooling(arch: str, pooling_type: Any) -> str | None:
+    """How an embedding model pools its token vectors ("mean", "cls", "last"), from its
+    architecture and `{arch}.pooling_type`; None for a chat model.
+
+    >>> [embedding_pooling(*a) for a in (("qwen3", 3), ("bert", None), ("llama", None))]
+    ['last', 'mean', None]
+    """
+    try:
+        named = POOLING_NAMES.get(int(pooling_type)) if pooling_type is not None else None
+    except (TypeError, ValueError):
+        named = None
+    if named is None and arch in EMBEDDING_ARCHS:
+        return "mean"
+    return named
 
 
 def check_architecture(arch: str, name: str) -> None:

@@ -1,7 +1,10 @@
 """The model kinds registry: for each `ModelKind`, how to read its facts and plan its load.
 
-Adding a kind (embeddings, a remote model) is one `KindSpec` here plus its engine; every
+Adding a kind (a remote model, a reranker) is one `KindSpec` here plus its engine; every
 place that handles "any library model" goes through `KINDS` instead of comparing strings.
+Chat and embedding models are both GGUF files read by `read_gguf_facts`: the facts say
+which (`ChatModelFacts.pooling`), and an embedding model is planned with its whole
+context in one batch.
 
     plan = plan_model(find_model(db, "sd-turbo"), detect_hardware())  # an ImagePlan
     row = plan_library_model(model, hardware)  # the same, a bad file kept as row.error
@@ -18,7 +21,14 @@ from app.errors import HearthError
 from app.hardware.profile import HardwareProfile
 from app.models.diffusers_folder import read_diffusers_facts
 from app.models.gguf import read_gguf_facts
-from app.planner import ImagePlan, LoadPlan, LoadSettings, plan_image_load, plan_load
+from app.planner import (
+    ImagePlan,
+    LoadPlan,
+    LoadSettings,
+    plan_embedding_load,
+    plan_image_load,
+    plan_load,
+)
 from app.planner.facts import ChatModelFacts, ImageModelFacts
 from app.store.library import LibraryModel, ModelKind, ModelSource
 
@@ -31,7 +41,7 @@ class KindSpec:
     """What Hearth does with one kind of model."""
 
     kind: ModelKind
-    label: str  # for people: "chat", "image"
+    label: str  # for people: "chat", "image", "embedding"
     #: Read the facts the planner needs from the model's file or folder (raises a
     #: ModelFileError subclass when it is missing, damaged or not this kind).
     inspect: Callable[[Path], ModelFacts]
@@ -43,6 +53,12 @@ def _plan_chat(facts: ModelFacts, hw: HardwareProfile, settings: LoadSettings | 
     return plan_load(hw, cast(ChatModelFacts, facts), settings)
 
 
+def _plan_embedding(
+    facts: ModelFacts, hw: HardwareProfile, settings: LoadSettings | None
+) -> ModelPlan:
+    return plan_embedding_load(hw, cast(ChatModelFacts, facts), settings)
+
+
 def _plan_image(facts: ModelFacts, hw: HardwareProfile, settings: LoadSettings | None) -> ModelPlan:
     return plan_image_load(hw, cast(ImageModelFacts, facts), settings)
 
@@ -50,6 +66,9 @@ def _plan_image(facts: ModelFacts, hw: HardwareProfile, settings: LoadSettings |
 KINDS: dict[ModelKind, KindSpec] = {
     ModelKind.CHAT: KindSpec(ModelKind.CHAT, "chat", read_gguf_facts, _plan_chat),
     ModelKind.IMAGE: KindSpec(ModelKind.IMAGE, "image", read_diffusers_facts, _plan_image),
+    ModelKind.EMBEDDING: KindSpec(
+        ModelKind.EMBEDDING, "embedding", read_gguf_facts, _plan_embedding
+    ),
 }
 
 
@@ -66,7 +85,8 @@ def inspect_model(model: LibraryModel) -> ModelFacts:
 def plan_model(
     model: LibraryModel, hw: HardwareProfile, settings: LoadSettings | None = None
 ) -> ModelPlan:
-    """Plan any library model as its kind: a LoadPlan for chat, an ImagePlan for image.
+    """Plan any library model as its kind: a LoadPlan for chat and embedding, an ImagePlan
+    for image.
 
     Raises what the kind's inspector raises (ModelNotFoundError when the file is gone,
     a ModelFileError when it is damaged).

@@ -46,15 +46,16 @@ def register_model(
 ) -> LibraryModel:
     """Add (or update) an inspected model in the library and return it as stored.
 
-    The facts say the kind: a GGUF chat model (`path` its first file) records its
-    architecture, quantization, parameters and context; a diffusers image model (`path`
+    The facts say the kind: a GGUF chat or embedding model (`path` its first file; an
+    embedding model is one whose facts name a pooling) records its architecture,
+    quantization, parameters and context; a diffusers image model (`path`
     its folder) records its pipeline family as architecture and the stored dtype of its
     weights as quantization. `size_bytes` defaults to the model's size on disk.
     """
     columns: dict[str, Any]
     if isinstance(facts, ChatModelFacts):
         columns = {
-            "kind": ModelKind.CHAT,
+            "kind": ModelKind.EMBEDDING if facts.is_embedding else ModelKind.CHAT,
             "size_bytes": size_bytes if size_bytes is not None else facts.file_size,
             "architecture": facts.arch,
             "quantization": facts.quantization,

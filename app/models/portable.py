@@ -322,7 +322,7 @@ def _gguf_candidate(path: Path, name: str | None) -> _Candidate:
     license_ = read_gguf_metadata(parts[0]).get("general.license")
     files = [ModelFile(p, p.name, p.stat().st_size) for p in parts]
     return _Candidate(
-        kind=ModelKind.CHAT,
+        kind=ModelKind.EMBEDDING if facts.is_embedding else ModelKind.CHAT,
         name=name or model_name_for(parts[0].name),
         files=files,
         entry=parts[0].name,
@@ -512,7 +512,7 @@ def _row_digests(model: LibraryModel) -> set[str]:
         as_files = [
             ModelFile(
                 Path(f.path),
-                Path(f.path).name if model.kind is ModelKind.CHAT else f.path,
+                Path(f.path).name if model.kind.is_gguf else f.path,
                 f.size,
                 f.sha256,
             )
@@ -657,7 +657,7 @@ def _import_manifest(
                 name=name or check_model_name(m["name"]),
                 files=files,
                 entry=PurePosixPath(m["entry"]).relative_to(m["root"]).as_posix()
-                if m["kind"] == ModelKind.CHAT
+                if ModelKind(m["kind"]).is_gguf
                 else "",
                 source_root=model_root,
                 publisher=repo.split("/", 1)[0] if repo and "/" in repo else "imported",
@@ -702,10 +702,10 @@ def _check_manifest_model(manifest: Path, m: Any) -> None:
     if not isinstance(m, dict):
         problem = "is not an object"
     elif m.get("kind") not in [k.value for k in ModelKind]:
-        problem = "has no kind (chat or image)"
+        problem = "has no kind (chat, embedding or image)"
     elif not all(isinstance(m.get(k), str) and m.get(k) for k in ("name", "root", "sha256")):
         problem = "lacks its name, root or sha256"
-    elif m["kind"] == ModelKind.CHAT and not isinstance(m.get("entry"), str):
+    elif ModelKind(m["kind"]).is_gguf and not isinstance(m.get("entry"), str):
         problem = "lacks the file to load (entry)"
     elif not isinstance(m.get("files"), list) or not m["files"]:
         problem = "lists no files"
@@ -723,7 +723,7 @@ def _check_manifest_model(manifest: Path, m: Any) -> None:
                 problem = f"has an unsafe or misplaced file path {f.get('path')!r}"
                 break
         entry = m.get("entry")
-        if problem is None and m["kind"] == ModelKind.CHAT:
+        if problem is None and ModelKind(m["kind"]).is_gguf:
             listed = {f["path"] for f in m["files"]}
             if entry not in listed:
                 problem = f"names an entry file {entry!r} it does not list"
@@ -834,7 +834,7 @@ def library_files(model: LibraryModel) -> list[ModelFile]:
     path = model.path
     # Imports record paths inside the model's folder; downloads record absolute paths.
     recorded = {f.path: f for f in model.files}
-    if model.kind is ModelKind.CHAT:
+    if model.kind.is_gguf:
         recorded = {Path(f.path).name: f for f in model.files}
     gone = ModelNotFoundError(
         f"The library lists '{model.name}' at {path}, but it is gone.",
@@ -871,7 +871,7 @@ def library_files(model: LibraryModel) -> list[ModelFile]:
 
 
 def _manifest_entry(model: LibraryModel, root: str, files: list[ModelFile]) -> dict[str, Any]:
-    entry = f"{root}/{files[0].relpath}" if model.kind is ModelKind.CHAT else root
+    entry = f"{root}/{files[0].relpath}" if model.kind.is_gguf else root
     return {
         "name": model.name,
         "kind": model.kind.value,

@@ -1,7 +1,13 @@
 """The load planner: model facts + hardware + settings -> a load plan with a fit verdict (pure)."""
 
 from app.planner.budget import FitVerdict, LoadSettings
-from app.planner.chat import GpuLayers, LoadPlan, MemoryEstimate, plan_load
+from app.planner.chat import (
+    GpuLayers,
+    LoadPlan,
+    MemoryEstimate,
+    plan_embedding_load,
+    plan_load,
+)
 from app.planner.image import Device, Dtype, ImageMemoryMode, ImagePlan, plan_image_load
 
 __all__ = [
@@ -14,6 +20,7 @@ __all__ = [
     "LoadPlan",
     "LoadSettings",
     "MemoryEstimate",
+    "plan_embedding_load",
     "plan_image_load",
     "plan_load",
 ]

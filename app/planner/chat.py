@@ -34,6 +34,10 @@ from app.planner.facts import ChatModelFacts
 ACTIVATION_BYTES_PER_EMBD = 96
 #: Context sizes tried when the user does not choose one, largest first.
 AUTO_CONTEXTS = (8192, 4096, 2048)
+#: The longest input an embedding model reads, in tokens (its context and its batch):
+#: llama.cpp encodes a whole input in one micro-batch, and the attention scratch of a
+#: micro-batch grows with the square of its length.
+EMBEDDING_MAX_CTX = 2048
 KV_ELEMENT_BYTES = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
 
 
@@ -176,6 +180,24 @@ def plan_load(
             ),
         )
     return chosen
+
+
+def plan_embedding_load(
+    hardware: HardwareProfile, model: ChatModelFacts, settings: LoadSettings | None = None
+) -> LoadPlan:
+    """Plan an embedding model: its context (the longest input it takes) is also its batch.
+
+    The context is the model's own, up to EMBEDDING_MAX_CTX tokens; `settings.n_ctx` is
+    the chat model's and is not used. Backend, GPU layers and threads are planned as for chat.
+
+    >>> plan_embedding_load(hw, minilm_facts).n_ctx  # doctest: +SKIP
+    512
+    """
+    n_ctx = min(model.context_length, EMBEDDING_MAX_CTX)
+    settings = replace(settings or LoadSettings(), n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx)
+    plan = _plan_for_ctx(hardware, model, settings, n_ctx, [])
+    note = f"Embeds inputs of up to {n_ctx:,} tokens (model maximum {model.context_length:,})."
+    return replace(plan, reasons=(note, *plan.reasons))
 
 
 def _plan_for_ctx(

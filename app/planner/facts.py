@@ -40,6 +40,13 @@ class ChatModelFacts:
     parameters: int | None = None
     has_chat_template: bool = False
     split_files: tuple[str, ...] = ()
+    #: An embedding model's pooling of its token vectors into one ("mean", "cls" or
+    #: "last"): it turns text into vectors and cannot write replies. None: a chat model.
+    pooling: str | None = None
+
+    @property
+    def is_embedding(self) -> bool:
+        return self.pooling is not None
 
     def block_bytes(self) -> int:
         if self.layer_bytes is not None:

@@ -65,6 +65,15 @@ class ModelWontFitError(HearthError):
     default_remedy = "Pick a smaller model or quantization, or a shorter context (--ctx)."
 
 
+class NotAChatModelError(HearthError):
+    """The model turns text into vectors (an embedding model); it cannot write replies."""
+
+    default_remedy = (
+        "Pick a chat model (`hearth models list` shows each model's kind); other programs "
+        "can use this one through `hearth serve`, at POST /v1/embeddings."
+    )
+
+
 @dataclass(frozen=True)
 class Sampling:
     """Sampling settings; the defaults suit chat with small instruct models."""
@@ -154,6 +163,10 @@ class ChatSession(Session[ChatEngine]):
             self.client = self._local_client
         path, name = resolve_model_path(self.db, name_or_path)
         facts = read_gguf_facts(path)
+        if facts.is_embedding:
+            raise NotAChatModelError(
+                f"{name} is an embedding model: it turns text into vectors and cannot chat."
+            )
         plan = plan_load(self.hardware, facts, settings)
         if plan.verdict.value == "won't fit":
             raise ModelWontFitError(

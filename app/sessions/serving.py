@@ -6,13 +6,19 @@ not a conversation of the person's, and its prompts are never logged.
 
 One chat model is loaded at a time (the planner sizes it for this machine; asking for
 another model unloads the first, as a person switching models in the window does), and
-requests take turns on it. At most `max_queue` requests are admitted at once, the one
-running included; one more is refused with `QueueFullError` (the API's 429).
+requests take turns on it. An embedding model (`/v1/embeddings`) is loaded beside it in a
+worker of its own, from the same engine (llama.cpp): a program that embeds its documents
+and then chats about them does not reload either model each time. Embedding requests take
+turns on their model. At most `max_queue` requests are admitted at once, chat, embedding
+and image requests together, the one running included; one more is refused with
+`QueueFullError` (the API's 429).
 
     service = CompletionService(open_default_database)
     with service.admit() as ticket:
         for event in service.chat(ticket, "gemma-3-270m-it-q4_k_m", messages, Generation()):
             ...  # Piece..., then Finished (a model not loaded is loaded first)
+    with service.admit() as ticket:
+        embedded = service.embed(ticket, "all-minilm-l6-v2-f16", ["a cat", "a dog"])
 """
 
 from __future__ import annotations
@@ -24,20 +30,25 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Literal, cast
 
 from sqlite_utils import Database
 
-from app.engines.base import ChatEngine, ImageEngine
+from app.engines.base import ChatEngine, EmbeddingEngine, ImageEngine
 from app.engines.chat_llama.client import ChatEngineClient, ContextOverflowError
 from app.engines.chat_llama.protocol import (
     Done,
+    EmbeddingsEvent,
+    EmbedRequest,
     GenerateRequest,
     Loaded,
     LoadProgress,
     LoadRequest,
     Metrics,
+    Pooling,
     TokenEvent,
+    vector_floats,
 )
 from app.engines.image_diffusers.protocol import Done as ImageDone
 from app.engines.image_diffusers.protocol import ImageResult
@@ -46,7 +57,7 @@ from app.hardware.profile import HardwareProfile
 from app.models.gguf import ModelNotFoundError, read_gguf_facts
 from app.models.gguf_header import read_gguf_header
 from app.models.library import library_name
-from app.planner import LoadSettings, plan_load
+from app.planner import LoadSettings, plan_embedding_load, plan_load
 from app.prompts.choice import ChosenTemplate, choose_template
 from app.prompts.families import FAMILY_EOS_TEXT
 from app.prompts.reasoning import OPEN as THINK_OPEN
@@ -82,10 +93,26 @@ class PromptTooLongError(HearthError):
     default_remedy = "Send fewer or shorter messages, or ask for fewer tokens (max_tokens)."
 
 
+class InputTooLongError(PromptTooLongError):
+    """A text to embed is longer than the embedding model reads at once."""
+
+    default_remedy = (
+        "Split the text into shorter pieces and embed each; Hearth never cuts an input short "
+        "(OpenAI's API has no option to ask for that)."
+    )
+
+
 class BadRequestError(HearthError):
-    """A request the model cannot carry out as asked (a tool schema, a message shape)."""
+    """A request the model cannot carry out as asked (a tool schema, a message shape).
+
+    `param` names the request field at fault, when one is.
+    """
 
     default_remedy = "Check the request against the OpenAI API reference."
+
+    def __init__(self, cause: str, remedy: str | None = None, *, param: str | None = None):
+        super().__init__(cause, remedy)
+        self.param = param
 
 
 @dataclass(frozen=True)
@@ -155,6 +182,19 @@ class Finished:
 CompletionEvent = Piece | Finished
 
 
+@dataclass(frozen=True)
+class Embedded:
+    """The vectors of one embedding request, in the order of its texts."""
+
+    vectors: tuple[bytes, ...]  # each of unit length, little-endian float32
+    dimensions: int  # numbers in each vector
+    prompt_tokens: int  # the texts' tokens, all together
+
+    def floats(self, index: int) -> list[float]:
+        """Vector `index` as numbers."""
+        return vector_floats(self.vectors[index])
+
+
 class Ticket:
     """A place in the queue; release it (leave the `with` block) when the reply is done."""
 
@@ -183,6 +223,14 @@ class _LoadedChat:
     loaded: Loaded
 
 
+@dataclass
+class _LoadedEmbedding:
+    name: str
+    request: LoadRequest
+    loaded: Loaded
+    dimensions: int
+
+
 class CompletionService:
     """The models of the library, served to other programs; thread-safe."""
 
@@ -191,6 +239,7 @@ class CompletionService:
         open_db: Callable[[], Database],
         *,
         engine_factory: Callable[[], ChatEngine] = ChatEngineClient,
+        embedding_engine_factory: Callable[[], EmbeddingEngine] = ChatEngineClient,
         image_engine_factory: Callable[[], ImageEngine] | None = None,
         hardware: HardwareProfile | None = None,
         load_settings: LoadSettings | None = None,
@@ -201,20 +250,25 @@ class CompletionService:
             raise ValueError("max_queue must be at least 1")
         self._open_db = open_db
         self._engine_factory = engine_factory
+        self._embedding_engine_factory = embedding_engine_factory
         self._image_engine_factory = image_engine_factory
         self._engine: ChatEngine | None = None
+        self._embedding_engine: EmbeddingEngine | None = None
         self._image_engine: ImageEngine | None = None
         self._hardware = hardware
         self.load_settings = load_settings
         self.max_queue = max_queue
         self.max_tokens_cap = max_tokens_cap
         self._model: _LoadedChat | None = None
+        self._embedding: _LoadedEmbedding | None = None
         self._lock = threading.Lock()  # admissions and cancels
         self._idle = threading.Condition(self._lock)
         self._engine_lock = threading.Lock()  # one generation (or load) at a time
+        self._embedding_lock = threading.Lock()  # one embedding request (or load) at a time
         self._image_lock = threading.Lock()
         self._admitted: set[str] = set()
         self._running: str | None = None
+        self._embedding_running: str | None = None
         self._cancelled: set[str] = set()
         #: Called with (request id, finish reason, completion tokens) after each reply
         #: (tests and the GUI's status; never with text).
@@ -254,9 +308,12 @@ class CompletionService:
                 return
             self._cancelled.add(request_id)
             running = self._running == request_id
+            embedding = self._embedding_running == request_id
             image = self._image_running
         if running and self._engine is not None:
             self._engine.cancel(request_id)
+        if embedding and self._embedding_engine is not None:
+            self._embedding_engine.cancel(request_id)
         if image is not None and image[0] == request_id and self._image_engine is not None:
             self._image_engine.cancel(image[1])
 
@@ -270,7 +327,8 @@ class CompletionService:
     # --- models -------------------------------------------------------------------------
 
     def models(self) -> list[ServedModel]:
-        """Every chat and image model of the library, by name."""
+        """Every model of the library (chat, embedding and image), by name, as OpenAI's
+        GET /v1/models lists every model whatever it does."""
         db = self._open_db()
         try:
             return [_served(m) for m in list_models(db)]
@@ -279,6 +337,12 @@ class CompletionService:
 
     def find(self, name: str, kind: ModelKind = ModelKind.CHAT) -> ServedModel:
         """The library model `name` if it can serve `kind`; ModelNotFoundError, NotServableError."""
+        model = self._library_model(name)
+        if model.kind is not kind:
+            raise _not_servable(name, model.kind, kind)
+        return _served(model)
+
+    def _library_model(self, name: str) -> LibraryModel:
         db = self._open_db()
         try:
             model = find_model(db, library_name(name))
@@ -289,17 +353,16 @@ class CompletionService:
                 f"The model '{name}' does not exist in Hearth's library.",
                 "GET /v1/models lists the models you can use.",
             )
-        if model.kind is not kind:
-            raise NotServableError(f"'{name}' is a {model.kind} model, not a {kind} model.")
-        return _served(model)
+        return model
 
     @property
     def loaded_model(self) -> str | None:
         return self._model.name if self._model else None
 
     def loaded_models(self) -> list[str]:
-        """The library names this service holds loaded: its chat model and image model."""
+        """The library names this service holds loaded: its chat, embedding and image models."""
         names = [self._model.name] if self._model else []
+        names += [self._embedding.name] if self._embedding else []
         return names + ([self._image_model] if self._image_model else [])
 
     def close(self) -> None:
@@ -308,6 +371,10 @@ class CompletionService:
             if self._engine is not None:
                 self._engine.unload()
             self._model = None
+        with self._embedding_lock:
+            if self._embedding_engine is not None:
+                self._embedding_engine.unload()
+            self._embedding = None
         with self._image_lock:
             if self._image_engine is not None:
                 self._image_engine.unload()
@@ -316,7 +383,13 @@ class CompletionService:
     def preload(
         self, name: str, on_progress: Callable[[LoadProgress], None] | None = None
     ) -> Loaded:
-        """Load the chat model `name` now (`hearth serve --model`), not at its first request."""
+        """Load the model `name` now (`hearth serve --model`), not at its first request: a
+        chat model, or an embedding model (loaded beside the chat model)."""
+        if self._library_model(name).kind is ModelKind.EMBEDDING:
+            served = self.find(name, ModelKind.EMBEDDING)
+            with self._embedding_lock:
+                embedding = self._ensure_embedding_loaded(served.id, on_progress)
+                return embedding.loaded
         served = self.find(name)
         with self._engine_lock:
             self._ensure_loaded(served.id, on_progress)
@@ -338,19 +411,7 @@ class CompletionService:
             and engine.loaded is not None
         ):
             return
-        db = self._open_db()
-        try:
-            model = find_model(db, name)
-            if model is None or model.kind is not ModelKind.CHAT:
-                raise ModelNotFoundError(f"The model '{name}' is no longer in the library.")
-            path = model.path
-            if not path.exists():
-                raise ModelNotFoundError(
-                    f"The library lists '{name}' at {path}, but the file is gone.",
-                    "Reconnect the drive it was on, or import the model again.",
-                )
-        finally:
-            db.close()
+        path = self._model_path(name, ModelKind.CHAT)
         plan = plan_load(self._hardware_profile(), read_gguf_facts(path), self.load_settings)
         if plan.verdict.value == "won't fit":
             raise NotServableError(
@@ -365,6 +426,57 @@ class CompletionService:
             self._model = None
         loaded = engine.load(request, on_progress=on_progress)
         self._model = _LoadedChat(name, request, template, loaded)
+
+    def _ensure_embedding_loaded(
+        self, name: str, on_progress: Callable[[LoadProgress], None] | None = None
+    ) -> _LoadedEmbedding:
+        """Load embedding model `name` unless it is the loaded one; with the embedding lock."""
+        engine = self._embedding_engine
+        if engine is None:
+            engine = self._embedding_engine = self._embedding_engine_factory()
+        current = self._embedding
+        if (
+            current is not None
+            and current.name == name
+            and engine.is_alive()
+            and engine.loaded is not None
+        ):
+            return current
+        path = self._model_path(name, ModelKind.EMBEDDING)
+        facts = read_gguf_facts(path)
+        if facts.pooling is None:
+            raise NotServableError(f"{name} is no longer an embedding model: its file changed.")
+        plan = plan_embedding_load(self._hardware_profile(), facts, self.load_settings)
+        if plan.verdict.value == "won't fit":
+            raise NotServableError(
+                f"{name} needs about {plan.estimate.total / 1024**3:.1f} GiB, more than this "
+                "machine has.",
+                "Pick a smaller embedding model or quantization.",
+            )
+        pooling = cast(Pooling, facts.pooling)
+        request = LoadRequest.for_embeddings(str(path), plan, pooling)
+        if current is not None and current.request != request:
+            engine.unload()
+            self._embedding = None
+        loaded = engine.load(request, on_progress=on_progress)
+        self._embedding = _LoadedEmbedding(name, request, loaded, facts.embedding_length)
+        return self._embedding
+
+    def _model_path(self, name: str, kind: ModelKind) -> Path:
+        """The file of library model `name` of `kind`, or ModelNotFoundError."""
+        db = self._open_db()
+        try:
+            model = find_model(db, name)
+        finally:
+            db.close()
+        if model is None or model.kind is not kind:
+            raise ModelNotFoundError(f"The model '{name}' is no longer in the library.")
+        if not model.path.exists():
+            raise ModelNotFoundError(
+                f"The library lists '{name}' at {model.path}, but the file is gone.",
+                "Reconnect the drive it was on, or import the model again.",
+            )
+        return model.path
 
     def _hardware_profile(self) -> HardwareProfile:
         if self._hardware is None:
@@ -522,6 +634,60 @@ class CompletionService:
             tool_calls=calls,
         )
 
+    # --- embeddings ---------------------------------------------------------------------
+
+    def embed(
+        self,
+        ticket: Ticket,
+        model: str,
+        texts: Sequence[str],
+        *,
+        dimensions: int | None = None,
+    ) -> Embedded | None:
+        """One unit-length vector per text, made by embedding model `model` (loaded first
+        if need be); None when the request was cancelled.
+
+        `dimensions`, when given, must be the model's own: Hearth does not shorten vectors.
+        Raises InputTooLongError for a text longer than the model reads at once,
+        BadRequestError, NotServableError, ModelNotFoundError and the engine's errors.
+        """
+        name = self.find(model, ModelKind.EMBEDDING).id
+        if not texts:
+            raise BadRequestError("input is empty: send at least one text.", param="input")
+        with self._embedding_lock:
+            if self._is_cancelled(ticket):
+                return None
+            loaded = self._ensure_embedding_loaded(name)
+            engine = self._embedding_engine
+            assert engine is not None
+            if dimensions is not None and dimensions != loaded.dimensions:
+                raise BadRequestError(
+                    f"{name} makes vectors of {loaded.dimensions} dimensions, and Hearth does "
+                    f"not shorten them to {dimensions}.",
+                    f"Leave dimensions out, or send {loaded.dimensions}.",
+                    param="dimensions",
+                )
+            rid = ticket.request_id
+            with self._lock:
+                self._embedding_running = rid
+                cancelled_already = rid in self._cancelled
+            result: EmbeddingsEvent | None = None
+            try:
+                if cancelled_already:
+                    engine.cancel(rid)
+                for event in engine.embed(EmbedRequest(rid, tuple(texts))):
+                    if isinstance(event, EmbeddingsEvent):
+                        result = event
+            except ContextOverflowError as exc:
+                raise InputTooLongError(exc.cause) from exc
+            finally:
+                with self._lock:
+                    self._embedding_running = None
+        if result is None:
+            return None
+        width = len(result.vectors[0]) // 4 if result.vectors else loaded.dimensions
+        return Embedded(result.vectors, width, sum(result.token_counts))
+
     # --- images -------------------------------------------------------------------------
 
     def images(
@@ -580,6 +746,33 @@ def _served(model: LibraryModel) -> ServedModel:
     except ValueError:
         created = 0
     return ServedModel(model.name, model.kind, created, model.context_length)
+
+
+def _not_servable(name: str, kind: ModelKind, wanted: ModelKind) -> NotServableError:
+    """Why model `name` of `kind` cannot do `wanted`'s work, and what to pick instead."""
+    if kind is ModelKind.EMBEDDING:
+        return NotServableError(
+            f"'{name}' is an embedding model: it turns text into vectors for "
+            f"POST /v1/embeddings and cannot make {_WORK[wanted]}.",
+            f"Pick {_article(wanted)} {wanted} model from GET /v1/models.",
+        )
+    if wanted is ModelKind.EMBEDDING:
+        return NotServableError(
+            f"'{name}' is {_article(kind)} {kind} model, not an embedding model, so it cannot "
+            "make embeddings.",
+            "Name an embedding model (a GGUF such as nomic-embed-text, bge or all-MiniLM, "
+            "added with `hearth models import`); GET /v1/models lists the models.",
+        )
+    return NotServableError(
+        f"'{name}' is {_article(kind)} {kind} model, not {_article(wanted)} {wanted} model."
+    )
+
+
+_WORK = {ModelKind.CHAT: "replies", ModelKind.IMAGE: "images", ModelKind.EMBEDDING: "vectors"}
+
+
+def _article(kind: ModelKind) -> str:
+    return "an" if kind.value[0] in "aeiou" else "a"
 
 
 def _cancelled() -> Finished:

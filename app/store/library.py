@@ -25,6 +25,12 @@ class ModelKind(StrEnum):
 
     CHAT = "chat"  # a GGUF file (or split set) run by llama.cpp
     IMAGE = "image"  # a diffusers pipeline folder
+    EMBEDDING = "embedding"  # a GGUF file llama.cpp turns text into vectors with
+
+    @property
+    def is_gguf(self) -> bool:
+        """Whether the model is a GGUF file (or split set), not a folder."""
+        return self is not ModelKind.IMAGE
 
 
 class ModelSource(StrEnum):

@@ -12,6 +12,11 @@ dies is reported as `WorkerCrashedError`; the next `load` starts a fresh worker.
     for event in client.generate(GenerateRequest(request_id="r1", prompt=text)):
         ...  # TokenEvent..., Metrics, Done
     client.unload()  # the process ends, its memory goes back to the system
+
+An embedding model loads the same way (`LoadRequest.for_embeddings`) and answers `embed`:
+
+    for event in client.embed(EmbedRequest("e1", ("a cat", "a dog"))):
+        ...  # EmbeddingsEvent (one vector per text), Done
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from collections.abc import Iterator
 from typing import cast
 
 from app.engines.chat_llama.protocol import (
+    EmbedEvent,
+    EmbedRequest,
     GenerateRequest,
     Loaded,
     LoadProgress,
@@ -78,3 +85,15 @@ class ChatEngineClient(WorkerClient[LoadRequest, Loaded, LoadProgress]):
         event = self.ask(lambda rid: TokenizeRequest(rid, text), "The model was unloaded.")
         assert isinstance(event, TokensEvent)
         return event.count
+
+    def embed(self, req: EmbedRequest) -> Iterator[EmbedEvent]:
+        """Stream the vectors of `req.texts` (a model loaded for embeddings): one
+        EmbeddingsEvent, then Done (always last; Done("cancelled") alone when cancelled).
+
+        Raises NotLoadedError, ContextOverflowError (an input longer than the loaded
+        context), WorkerCrashedError, EngineError.
+        """
+        events = self.stream(
+            req, req.request_id, unloaded="The model was unloaded while it was embedding."
+        )
+        return cast(Iterator[EmbedEvent], events)

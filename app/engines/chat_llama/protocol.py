@@ -9,6 +9,9 @@ Requests (client → worker) and what the worker answers:
 - `LoadRequest` → several `LoadProgress`, then `Loaded` or `ErrorEvent(request_id=None)`.
 - `GenerateRequest` → `TokenEvent`s, then `Metrics` and `Done`; or `ErrorEvent`.
 - `TokenizeRequest` → `TokensEvent` or `ErrorEvent` (answered even mid-generation).
+- `EmbedRequest` (a model loaded for embeddings) → `EmbeddingsEvent`, then `Done`
+  ("complete", or "cancelled" alone); or `ErrorEvent` (`context_overflow` when an input is
+  longer than the loaded context).
 - `CancelRequest` → the generation with that id ends with `Done(reason="cancelled")`; sent
   during a load (any id, by convention `LOAD_REQUEST_ID`) it aborts the load, which then
   ends with `ErrorEvent(kind="load_cancelled")`.
@@ -17,7 +20,10 @@ Requests (client → worker) and what the worker answers:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import array
+import sys
+from dataclasses import dataclass, replace
+from typing import Literal
 
 from app.engines.worker.messages import (
     LOAD_REQUEST_ID,
@@ -39,6 +45,9 @@ __all__ = [
     "CancelRequest",
     "Done",
     "DoneReason",
+    "EmbedEvent",
+    "EmbedRequest",
+    "EmbeddingsEvent",
     "ErrorEvent",
     "ErrorKind",
     "Event",
@@ -47,16 +56,21 @@ __all__ = [
     "LoadRequest",
     "Loaded",
     "Metrics",
+    "Pooling",
     "ReplyEvent",
     "Request",
     "TokenEvent",
     "TokenizeRequest",
     "TokensEvent",
     "UnloadRequest",
+    "vector_floats",
 ]
 
 #: KV cache element types a LoadRequest may ask for (llama.cpp's names).
 KV_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl")
+
+#: How an embedding model pools its token vectors into one (llama.cpp's pooling types).
+Pooling = Literal["mean", "cls", "last"]
 
 
 # --- requests -----------------------------------------------------------------------------
@@ -64,7 +78,11 @@ KV_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_n
 
 @dataclass(frozen=True)
 class LoadRequest:
-    """Load a GGUF chat model (replacing any loaded one) with these llama.cpp settings."""
+    """Load a GGUF model (replacing any loaded one) with these llama.cpp settings.
+
+    With `embedding_pooling` the model is loaded to embed text (`EmbedRequest`), not to
+    generate it: its context is the longest input, and `n_batch` must hold all of it.
+    """
 
     model_path: str
     n_ctx: int
@@ -75,6 +93,8 @@ class LoadRequest:
     flash_attn: bool = False
     use_mmap: bool = True
     chat_format: str | None = None
+    #: An embedding model's pooling ("mean", "cls", "last"); None: a chat model.
+    embedding_pooling: Pooling | None = None
 
     @classmethod
     def from_plan(
@@ -91,6 +111,14 @@ class LoadRequest:
             flash_attn=plan.flash_attn,
             use_mmap=plan.use_mmap,
             chat_format=chat_format,
+        )
+
+    @classmethod
+    def for_embeddings(cls, model_path: str, plan: LoadPlan, pooling: Pooling) -> LoadRequest:
+        """The request that loads an embedding model as planned (`plan_embedding_load`):
+        one batch holds its whole context, so any input that fits is encoded at once."""
+        return replace(
+            cls.from_plan(model_path, plan, n_batch=plan.n_ctx), embedding_pooling=pooling
         )
 
 
@@ -124,7 +152,22 @@ class TokenizeRequest:
     text: str
 
 
-Request = LoadRequest | GenerateRequest | TokenizeRequest | CancelRequest | UnloadRequest
+@dataclass(frozen=True)
+class EmbedRequest:
+    """Turn each of `texts` into one vector with the model loaded for embeddings.
+
+    Each text is tokenized as plain text (special-token names are just text) with the
+    model's own start and end tokens; one longer than the loaded context is refused
+    (`context_overflow`), never cut short.
+    """
+
+    request_id: str
+    texts: tuple[str, ...]
+
+
+Request = (
+    LoadRequest | GenerateRequest | TokenizeRequest | EmbedRequest | CancelRequest | UnloadRequest
+)
 
 
 # --- events -------------------------------------------------------------------------------
@@ -187,7 +230,34 @@ class Metrics(RequestEvent):
     fewest_threads: int = 0
 
 
+@dataclass(frozen=True)
+class EmbeddingsEvent(RequestEvent):
+    """The answer to an EmbedRequest: one vector per text, in order, each of unit length
+    (L2), as little-endian float32 bytes (OpenAI's base64 encoding is exactly these bytes);
+    and how many tokens each text was."""
+
+    vectors: tuple[bytes, ...]
+    token_counts: tuple[int, ...]
+
+    def floats(self, index: int) -> list[float]:
+        """Vector `index` as numbers."""
+        return vector_floats(self.vectors[index])
+
+
+def vector_floats(vector: bytes) -> list[float]:
+    """The numbers of a vector sent as little-endian float32 bytes."""
+    values = array.array("f", vector)
+    if sys.byteorder == "big":
+        values.byteswap()
+    return values.tolist()
+
+
 #: What a generation streams.
 ReplyEvent = TokenEvent | Metrics | Done
 
-Event = LoadProgress | Loaded | TokenEvent | TokensEvent | Metrics | ErrorEvent | Done
+#: What an embedding request streams.
+EmbedEvent = EmbeddingsEvent | Done
+
+Event = (
+    LoadProgress | Loaded | TokenEvent | TokensEvent | EmbeddingsEvent | Metrics | ErrorEvent | Done
+)

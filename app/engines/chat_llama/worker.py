@@ -12,9 +12,11 @@ looks at the pipe without blocking while it works, so that a cancel lands quickl
 
 - during a load, from llama.cpp's own progress callback (returning False aborts the load);
 - during prompt evaluation, from llama.cpp's abort callback (checked between graph nodes);
-- during decoding, between tokens.
+- during decoding, between tokens;
+- while embedding, between batches of inputs.
 
-A token count asked mid-generation is answered at once.
+A token count asked mid-generation is answered at once. A model loaded for embeddings
+(`LoadRequest.embedding_pooling`) answers `EmbedRequest`s and refuses to generate.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ import ctypes
 import gc
 import os
 import random
+import struct
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,8 @@ from app.engines.chat_llama.cpu_share import CpuReading, ThreadGovernor, read_cp
 from app.engines.chat_llama.protocol import (
     LOAD_REQUEST_ID,
     DoneReason,
+    EmbeddingsEvent,
+    EmbedRequest,
     ErrorEvent,
     GenerateRequest,
     Loaded,
@@ -77,6 +82,8 @@ _KV_GGML_TYPES = {
     "iq4_nl": 20,
     "bf16": 30,
 }
+# llama.h's enum llama_pooling_type.
+_POOLING_TYPES = {"mean": 1, "cls": 2, "last": 3}
 
 
 def without_chat_templates(metadata: dict[str, str]) -> dict[str, str]:
@@ -148,6 +155,7 @@ class _ChatWorker(WorkerServer):
             LoadRequest: self._load,
             GenerateRequest: self._generate,
             TokenizeRequest: self._tokenize_request,
+            EmbedRequest: self._embed,
         }
         import llama_cpp  # the only import of llama_cpp in Hearth (see module docstring)
         import llama_cpp._internals as internals
@@ -159,6 +167,7 @@ class _ChatWorker(WorkerServer):
         self.llm: Any = None
         self.vocab: Any = None
         self.loaded: Loaded | None = None
+        self.pooling: str | None = None  # set while a model is loaded for embeddings
         self.governor: ThreadGovernor | None = None
         self.n_gpu_layers_used = 0
         self.backend_used = "cpu"
@@ -215,6 +224,7 @@ class _ChatWorker(WorkerServer):
             gc.collect()
         self.vocab = None
         self.loaded = None
+        self.pooling = None
 
     def _load(self, req: LoadRequest) -> None:
         self.unload_model()
@@ -255,6 +265,7 @@ class _ChatWorker(WorkerServer):
             self.send(LoadProgress(1.0, time.perf_counter() - t0))
         self.llm = llm
         self.vocab = self.lc.llama_model_get_vocab(llm.model)
+        self.pooling = req.embedding_pooling
         self.governor = ThreadGovernor(req.n_threads, self._set_threads)
         self.governor.start(since=cpu_at_start)
         self.loaded = Loaded(
@@ -322,6 +333,12 @@ class _ChatWorker(WorkerServer):
             batch = {"n_ctx": req.n_ctx, "n_batch": req.n_batch, "n_ubatch": req.n_batch}
             threads = {"n_threads": req.n_threads, "n_threads_batch": req.n_threads}
             kv_cache = {"type_k": kv, "type_v": kv, "flash_attn": req.flash_attn}
+            # An embedding model pools its token vectors into one per input, as its own
+            # GGUF says (the planner read `{arch}.pooling_type`).
+            embedding: dict[str, Any] = {}
+            if req.embedding_pooling is not None:
+                pooling = _POOLING_TYPES[req.embedding_pooling]
+                embedding = {"embedding": True, "pooling_type": pooling}
             llm = self.llama_cpp.Llama(
                 req.model_path,
                 n_gpu_layers=n_gpu_layers,
@@ -331,6 +348,7 @@ class _ChatWorker(WorkerServer):
                 **batch,
                 **threads,
                 **kv_cache,
+                **embedding,
             )
         except Exception as exc:
             if parent_gone:
@@ -426,6 +444,59 @@ class _ChatWorker(WorkerServer):
             return
         self.send(TokensEvent(req.request_id, len(self.tokenize(req.text))))
 
+    # --- embeddings ---------------------------------------------------------------------
+
+    def _embed(self, req: EmbedRequest) -> None:
+        rid = req.request_id
+        if self.cancelled_while_queued(rid):
+            return
+        if self.llm is None or self.loaded is None:
+            self.send(ErrorEvent(rid, "not_loaded", "No model is loaded."))
+            return
+        if self.pooling is None:
+            self.send(
+                ErrorEvent(
+                    rid, "bad_request", "The loaded model was loaded for chat, not for embeddings."
+                )
+            )
+            return
+        llm = self.llm
+        # The whole of an input goes through the model in one batch (bidirectional models
+        # need it so), so the batch is the limit, as large as the context when planned so.
+        limit = min(int(llm.n_ctx()), int(llm.n_batch))
+        counts = []
+        for i, text in enumerate(req.texts):
+            # As llama-cpp-python's embed() tokenizes: with the model's start and end
+            # tokens ([CLS] and [SEP] for BERT), and special-token names read as text.
+            n = len(llm.tokenize(text.encode("utf-8"), add_bos=True, special=False))
+            if n > limit:
+                self.send(
+                    ErrorEvent(
+                        rid,
+                        "context_overflow",
+                        f"input[{i}] is {n:,} tokens long, but the embedding model is loaded "
+                        f"to read at most {limit:,} tokens at once.",
+                    )
+                )
+                return
+            counts.append(n)
+        vectors: list[bytes] = []
+        try:
+            for start, end in token_batches(counts, limit):
+                if self.poll(rid):
+                    self.send_done(rid, "cancelled", f"{len(vectors)} of {len(counts)} vectors")
+                    return
+                self._threads_now()
+                group = llm.embed(list(req.texts[start:end]), normalize=True, truncate=False)
+                vectors += (struct.pack(f"<{len(v)}f", *v) for v in group)
+        except ParentGone:
+            raise
+        except Exception as exc:
+            self.send(ErrorEvent(rid, "generate_failed", f"llama.cpp failed to embed: {exc}."))
+            return
+        self.send(EmbeddingsEvent(rid, tuple(vectors), tuple(counts)))
+        self.send_done(rid, "complete", f"{len(vectors)} vectors, {sum(counts)} tokens")
+
     # --- generation ---------------------------------------------------------------------
 
     def _generate(self, req: GenerateRequest) -> None:
@@ -434,6 +505,16 @@ class _ChatWorker(WorkerServer):
             return
         if self.llm is None or self.loaded is None:
             self.send(ErrorEvent(rid, "not_loaded", "No model is loaded."))
+            return
+        if self.pooling is not None:
+            self.send(
+                ErrorEvent(
+                    rid,
+                    "bad_request",
+                    "The loaded model is an embedding model: it turns text into vectors and "
+                    "cannot generate text.",
+                )
+            )
             return
         if req.max_tokens < 1:
             self.send(ErrorEvent(rid, "bad_request", "max_tokens must be at least 1."))
@@ -623,6 +704,23 @@ def _cpu_reading() -> CpuReading | None:
         return read_cpu()
     except Exception:  # no CPU figures here: the governor keeps the plan until it has some
         return None
+
+
+def token_batches(counts: Sequence[int], limit: int) -> Iterator[tuple[int, int]]:
+    """(start, end) ranges of consecutive inputs whose token counts add up to at most
+    `limit` (one input alone may be the whole limit): the batches embedded at once.
+
+    >>> list(token_batches([3, 4, 5, 9], 9))
+    [(0, 2), (2, 3), (3, 4)]
+    """
+    start, total = 0, 0
+    for i, n in enumerate(counts):
+        if i > start and total + n > limit:
+            yield start, i
+            start, total = i, 0
+        total += n
+    if start < len(counts):
+        yield start, len(counts)
 
 
 def _fake_gpu() -> bool:

@@ -23,7 +23,7 @@ from app.models.kinds import ModelPlan, PlannedModel, kind_spec, plan_library_mo
 from app.planner import FitVerdict, LoadPlan
 from app.sessions.preferences import load_settings
 from app.store import open_default_database
-from app.store.library import ModelKind, ModelSource, list_models
+from app.store.library import ModelSource, list_models
 
 #: The verdict cell's colour (a meaning of the theme's), so "won't fit" stands out before
 #: anyone reads it.
@@ -116,7 +116,7 @@ def model_details(row: PlannedModel) -> list[tuple[str, str]]:
     if m.context_length:
         lines.append(("Context length", f"{m.context_length:,} tokens (trained)"))
     lines += [
-        ("Quant" if m.kind is ModelKind.CHAT else "Weights", m.quantization or "?"),
+        ("Quant" if m.kind.is_gguf else "Weights", m.quantization or "?"),
         ("Size", f"{format_size(size)} ({size:,} bytes)"),
         ("Licence", m.license or "not recorded"),
         ("Last used", format_local_time(m.last_used_at)),

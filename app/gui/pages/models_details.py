@@ -104,7 +104,7 @@ class DetailsPane(QWidget):
         usable = row.plan is not None
         is_chat = m.kind is ModelKind.CHAT
         self.chat_button.setVisible(is_chat)
-        self.images_button.setVisible(not is_chat)
+        self.images_button.setVisible(m.kind is ModelKind.IMAGE)  # embedding models: neither
         self.chat_button.setEnabled(usable)
         self.images_button.setEnabled(usable)
         self.reveal_button.setEnabled(m.path.exists())
