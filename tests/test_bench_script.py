@@ -82,7 +82,7 @@ def test_bench_chat_reports_every_engine_with_the_documented_names(gemma_gguf: P
     same = engines["llama_cpp_same"]["settings"]
     hearth = engines["hearth"]["settings"]
     assert (same["n_ctx"], same["n_threads"]) == (hearth["n_ctx"], hearth["n_threads"])
-    assert same["n_batch"] == same["n_ubatch"] == hearth["n_batch"]
+    assert (same["n_batch"], same["n_ubatch"]) == (hearth["n_batch"], hearth["n_ubatch"])
 
     # The prompt is exactly the tokens asked for, and no run started from a cached prefix.
     (hearth_run,) = report["runs"]["hearth"]

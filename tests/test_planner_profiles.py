@@ -167,3 +167,25 @@ def test_planner_and_doctor_give_the_same_rebuild_advice() -> None:
     assert planner_warning.endswith(fix) and doctor_warning.endswith(fix)
     assert planner_warning.startswith(f"{hw.gpus[0].name} is not used: ")
     assert doctor_warning.startswith(f"{hw.gpus[0].name} is not used for chat: ")
+
+
+def test_prompts_go_to_llama_cpp_2048_tokens_per_call_in_512_token_steps() -> None:
+    from app.engines.chat_llama.protocol import LoadRequest
+
+    chat_models = [m for m in MODELS.values() if isinstance(m, ChatModelFacts)]
+    for hw in MACHINES.values():
+        for model in chat_models:
+            plan = plan_load(hw, model, LoadSettings(n_ctx=4096))
+            assert (plan.n_batch, plan.n_ubatch) == (2048, 512), (hw.simulated, model.name)
+            request = LoadRequest.from_plan("m.gguf", plan)
+            assert (request.n_batch, request.n_ubatch) == (2048, 512)
+    # A context smaller than a call holds caps the call; the compute buffer follows n_ubatch.
+    laptop, model = MACHINES["windows-laptop-rtx3060-6gb-16gb"], chat_models[0]
+    small = plan_load(laptop, model, LoadSettings(n_ctx=1024))
+    assert (small.n_batch, small.n_ubatch) == (1024, 512)
+    steps_of_1024 = plan_load(laptop, model, LoadSettings(n_ctx=4096, n_ubatch=1024))
+    assert steps_of_1024.n_ubatch == 1024
+    assert (
+        steps_of_1024.estimate.compute
+        > plan_load(laptop, model, LoadSettings(n_ctx=4096)).estimate.compute
+    )

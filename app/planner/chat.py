@@ -92,6 +92,10 @@ class LoadPlan(JsonPlan):
     gpu_budget: int
     reasons: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    #: Prompt tokens per llama.cpp call, and per step of a call (what the compute buffer
+    #: is sized for).
+    n_batch: int = 2048
+    n_ubatch: int = 512
 
     def to_dict(self) -> dict[str, Any]:
         d = super().to_dict()
@@ -226,6 +230,8 @@ def _plan_for_ctx(
     # What every outcome below shares; each branch adds backend, layers, verdict and memory.
     finish = partial(
         _chat_plan,
+        n_batch=min(settings.n_batch, n_ctx),
+        n_ubatch=min(settings.n_ubatch, settings.n_batch, n_ctx),
         model=model,
         total_layers=all_layers,
         threads=threads,
@@ -365,6 +371,8 @@ def _chat_plan(
     rbudget: int,
     reasons: list[str],
     warnings: list[str],
+    n_batch: int,
+    n_ubatch: int,
 ) -> LoadPlan:
     if verdict == FitVerdict.TIGHT and backend == Backend.CPU:
         reasons.append(
@@ -393,4 +401,6 @@ def _chat_plan(
         estimate=est,
         ram_budget=rbudget,
         gpu_budget=gbudget,
+        n_batch=n_batch,
+        n_ubatch=n_ubatch,
     )

@@ -132,8 +132,8 @@ def hearth_chat_plan(model: Path, threads: int | None = None) -> tuple[Any, dict
 def llama_kwargs_for(request: dict[str, Any]) -> dict[str, Any]:
     """The llama_cpp.Llama keyword arguments Hearth's chat worker passes for this request.
 
-    Mirrors `app.engines.chat_llama.worker` (`_build`): one batch size for n_batch and
-    n_ubatch, one thread count for prompt and generation, one type for K and V.
+    Mirrors `app.engines.chat_llama.worker` (`_build`): n_ubatch as planned (n_batch when
+    none is), one thread count for prompt and generation, one type for K and V.
     """
     from app.engines.chat_llama.worker import _KV_GGML_TYPES
 
@@ -141,7 +141,7 @@ def llama_kwargs_for(request: dict[str, Any]) -> dict[str, Any]:
     return {
         "n_ctx": request["n_ctx"],
         "n_batch": request["n_batch"],
-        "n_ubatch": request["n_batch"],
+        "n_ubatch": request.get("n_ubatch") or request["n_batch"],
         "n_threads": request["n_threads"],
         "n_threads_batch": request["n_threads"],
         "type_k": kv,

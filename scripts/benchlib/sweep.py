@@ -48,17 +48,18 @@ def variants(same: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Name → {kwargs, model_params}: Hearth's settings with one change each."""
     threads = int(same["n_threads"])
     logical = os.cpu_count() or threads
-    batch = int(same["n_batch"])
+    batch, ubatch = int(same["n_batch"]), int(same["n_ubatch"])
     out: dict[str, dict[str, Any]] = {"hearth": {}}
     for n in sorted({1, max(threads - 1, 1), logical} - {threads}):
         out[f"threads={n}"] = {"n_threads": n, "n_threads_batch": n}
     if threads < logical:
         out["batch_threads=logical"] = {"n_threads_batch": logical}
-    for b in (128, 256, 1024, 2048):
-        if b != batch:
+    # batch=512 is Hearth's choice before 2026-12-07 (one call per 512 prompt tokens).
+    for b in (128, 256, 512, 1024, 2048):
+        if (b, b) != (batch, ubatch):
             out[f"batch={b}"] = {"n_batch": b, "n_ubatch": b}
     if batch < 2048:
-        out[f"n_batch=2048,ubatch={batch}"] = {"n_batch": 2048, "n_ubatch": batch}
+        out[f"n_batch=2048/ubatch={ubatch}"] = {"n_batch": 2048, "n_ubatch": ubatch}
     out["flash_attn=" + ("off" if same["flash_attn"] else "on")] = {
         "flash_attn": not same["flash_attn"]
     }

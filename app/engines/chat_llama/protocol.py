@@ -89,6 +89,8 @@ class LoadRequest:
     n_gpu_layers: int  # 0 = CPU only; block_count + 1 (or more) = every layer
     n_threads: int
     n_batch: int = 512
+    #: Tokens per step within one call (llama.cpp's n_ubatch); None: all of n_batch.
+    n_ubatch: int | None = None
     kv_type: str = "f16"
     flash_attn: bool = False
     use_mmap: bool = True
@@ -98,7 +100,7 @@ class LoadRequest:
 
     @classmethod
     def from_plan(
-        cls, model_path: str, plan: LoadPlan, *, n_batch: int = 512, chat_format: str | None = None
+        cls, model_path: str, plan: LoadPlan, *, chat_format: str | None = None
     ) -> LoadRequest:
         """The request that carries out a planner's `LoadPlan`."""
         return cls(
@@ -106,7 +108,8 @@ class LoadRequest:
             n_ctx=plan.n_ctx,
             n_gpu_layers=plan.gpu_layers,
             n_threads=plan.threads,
-            n_batch=n_batch,
+            n_batch=plan.n_batch,
+            n_ubatch=plan.n_ubatch,
             kv_type=plan.kv_type,
             flash_attn=plan.flash_attn,
             use_mmap=plan.use_mmap,
@@ -117,9 +120,8 @@ class LoadRequest:
     def for_embeddings(cls, model_path: str, plan: LoadPlan, pooling: Pooling) -> LoadRequest:
         """The request that loads an embedding model as planned (`plan_embedding_load`):
         one batch holds its whole context, so any input that fits is encoded at once."""
-        return replace(
-            cls.from_plan(model_path, plan, n_batch=plan.n_ctx), embedding_pooling=pooling
-        )
+        request = cls.from_plan(model_path, plan)
+        return replace(request, n_batch=plan.n_ctx, n_ubatch=plan.n_ctx, embedding_pooling=pooling)
 
 
 @dataclass(frozen=True)

@@ -330,7 +330,8 @@ class _ChatWorker(WorkerServer):
         try:
             # One batch size for llama.cpp's logical and physical batches, one thread count
             # for prompt and generation, one element type for the cached keys and values.
-            batch = {"n_ctx": req.n_ctx, "n_batch": req.n_batch, "n_ubatch": req.n_batch}
+            n_ubatch = req.n_ubatch or req.n_batch
+            batch = {"n_ctx": req.n_ctx, "n_batch": req.n_batch, "n_ubatch": n_ubatch}
             threads = {"n_threads": req.n_threads, "n_threads_batch": req.n_threads}
             kv_cache = {"type_k": kv, "type_v": kv, "flash_attn": req.flash_attn}
             # An embedding model pools its token vectors into one per input, as its own
