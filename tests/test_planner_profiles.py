@@ -169,23 +169,23 @@ def test_planner_and_doctor_give_the_same_rebuild_advice() -> None:
     assert doctor_warning.startswith(f"{hw.gpus[0].name} is not used for chat: ")
 
 
-def test_prompts_go_to_llama_cpp_2048_tokens_per_call_in_512_token_steps() -> None:
+def test_the_plans_batch_sizes_reach_the_worker_capped_by_the_context() -> None:
     from app.engines.chat_llama.protocol import LoadRequest
 
     chat_models = [m for m in MODELS.values() if isinstance(m, ChatModelFacts)]
     for hw in MACHINES.values():
         for model in chat_models:
             plan = plan_load(hw, model, LoadSettings(n_ctx=4096))
-            assert (plan.n_batch, plan.n_ubatch) == (2048, 512), (hw.simulated, model.name)
+            assert (plan.n_batch, plan.n_ubatch) == (512, 512), (hw.simulated, model.name)
             request = LoadRequest.from_plan("m.gguf", plan)
-            assert (request.n_batch, request.n_ubatch) == (2048, 512)
-    # A context smaller than a call holds caps the call; the compute buffer follows n_ubatch.
+            assert (request.n_batch, request.n_ubatch) == (512, 512)
     laptop, model = MACHINES["windows-laptop-rtx3060-6gb-16gb"], chat_models[0]
-    small = plan_load(laptop, model, LoadSettings(n_ctx=1024))
-    assert (small.n_batch, small.n_ubatch) == (1024, 512)
-    steps_of_1024 = plan_load(laptop, model, LoadSettings(n_ctx=4096, n_ubatch=1024))
-    assert steps_of_1024.n_ubatch == 1024
-    assert (
-        steps_of_1024.estimate.compute
-        > plan_load(laptop, model, LoadSettings(n_ctx=4096)).estimate.compute
-    )
+    calls_of_2048 = plan_load(laptop, model, LoadSettings(n_ctx=4096, n_batch=2048))
+    request = LoadRequest.from_plan("m.gguf", calls_of_2048)
+    assert (request.n_batch, request.n_ubatch) == (2048, 512)
+    # A context smaller than a call holds caps the call; the compute buffer follows n_ubatch.
+    small = plan_load(laptop, model, LoadSettings(n_ctx=256))
+    assert (small.n_batch, small.n_ubatch) == (256, 256)
+    steps_of_1024 = plan_load(laptop, model, LoadSettings(n_ctx=4096, n_batch=1024, n_ubatch=1024))
+    default = plan_load(laptop, model, LoadSettings(n_ctx=4096))
+    assert steps_of_1024.estimate.compute > default.estimate.compute

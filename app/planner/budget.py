@@ -57,11 +57,10 @@ class LoadSettings:
     kv_type: str = "f16"
     gpu_layers: int | None = None  # 0 forces CPU
     threads: int | None = None
-    #: Prompt tokens llama.cpp takes per call, evaluated n_ubatch at a time. One call for
-    #: up to 2048 tokens evaluated a 2048-token prompt 1.18x faster than 512 per call (the
-    #: starter model on a 2-core CPU, docs/benchmarks.md), with the same memory: the
-    #: compute buffer follows n_ubatch, and only the last token's logits are kept.
-    n_batch: int = 2048
+    #: Prompt tokens llama.cpp takes per call, evaluated n_ubatch at a time (the compute
+    #: buffer follows n_ubatch). 2048 per call measured no faster than 512 on a 2048-token
+    #: prompt once rerun (docs/benchmarks.md, "Settings around Hearth's plan").
+    n_batch: int = 512
     n_ubatch: int = 512
     backend: Backend | None = None
     image_width: int | None = None

@@ -94,7 +94,7 @@ class LoadPlan(JsonPlan):
     warnings: tuple[str, ...] = ()
     #: Prompt tokens per llama.cpp call, and per step of a call (what the compute buffer
     #: is sized for).
-    n_batch: int = 2048
+    n_batch: int = 512
     n_ubatch: int = 512
 
     def to_dict(self) -> dict[str, Any]:

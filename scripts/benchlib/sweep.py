@@ -54,7 +54,6 @@ def variants(same: dict[str, Any]) -> dict[str, dict[str, Any]]:
         out[f"threads={n}"] = {"n_threads": n, "n_threads_batch": n}
     if threads < logical:
         out["batch_threads=logical"] = {"n_threads_batch": logical}
-    # batch=512 is Hearth's choice before 2026-12-07 (one call per 512 prompt tokens).
     for b in (128, 256, 512, 1024, 2048):
         if (b, b) != (batch, ubatch):
             out[f"batch={b}"] = {"n_batch": b, "n_ubatch": b}
