@@ -445,21 +445,31 @@ class _ChatWorker(WorkerServer):
             return
         self.send(TokensEvent(req.request_id, len(self.tokenize(req.text))))
 
+    def _ready_for(self, rid: str, *, embedding: bool) -> bool:
+        """Whether a model is loaded for this kind of request (embeddings or text); when
+        not, or when the request was cancelled while it waited, the answer is sent."""
+        if self.cancelled_while_queued(rid):
+            return False
+        if self.llm is None or self.loaded is None:
+            self.send(ErrorEvent(rid, "not_loaded", "No model is loaded."))
+            return False
+        if embedding and self.pooling is None:
+            problem = "The loaded model was loaded for chat, not for embeddings."
+        elif not embedding and self.pooling is not None:
+            problem = (
+                "The loaded model is an embedding model: it turns text into vectors and "
+                "cannot generate text."
+            )
+        else:
+            return True
+        self.send(ErrorEvent(rid, "bad_request", problem))
+        return False
+
     # --- embeddings ---------------------------------------------------------------------
 
     def _embed(self, req: EmbedRequest) -> None:
         rid = req.request_id
-        if self.cancelled_while_queued(rid):
-            return
-        if self.llm is None or self.loaded is None:
-            self.send(ErrorEvent(rid, "not_loaded", "No model is loaded."))
-            return
-        if self.pooling is None:
-            self.send(
-                ErrorEvent(
-                    rid, "bad_request", "The loaded model was loaded for chat, not for embeddings."
-                )
-            )
+        if not self._ready_for(rid, embedding=True):
             return
         llm = self.llm
         # The whole of an input goes through the model in one batch (bidirectional models
@@ -502,20 +512,7 @@ class _ChatWorker(WorkerServer):
 
     def _generate(self, req: GenerateRequest) -> None:
         rid = req.request_id
-        if self.cancelled_while_queued(rid):
-            return
-        if self.llm is None or self.loaded is None:
-            self.send(ErrorEvent(rid, "not_loaded", "No model is loaded."))
-            return
-        if self.pooling is not None:
-            self.send(
-                ErrorEvent(
-                    rid,
-                    "bad_request",
-                    "The loaded model is an embedding model: it turns text into vectors and "
-                    "cannot generate text.",
-                )
-            )
+        if not self._ready_for(rid, embedding=False):
             return
         if req.max_tokens < 1:
             self.send(ErrorEvent(rid, "bad_request", "max_tokens must be at least 1."))
