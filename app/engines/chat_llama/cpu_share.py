@@ -1,12 +1,13 @@
 """How many CPU threads llama.cpp may use now, leaving room for the other programs' work.
 
 llama.cpp's worker threads spin-wait at every barrier of a graph, so one thread that the
-OS takes away for another program stalls all the others: on a 2-core laptop with all
-cores decoding and one busy neighbour, decode fell from 23 to 2 tok/s, while one thread
-kept 18. Laptops are never idle, so the chat worker watches how much CPU the *other*
-programs use (the whole machine's busy time less its own) and, between tokens and before a
-prompt, gives llama.cpp one thread fewer for every core they keep busy, and the threads back
-when they are gone (`llama_set_n_threads` takes effect at the next batch).
+OS takes away for another program stalls all the others: on a 2-core machine with both
+cores decoding beside one busy program, the starter model's decode fell from 23.8 to
+8.0 tok/s, while one thread kept 17.2 (docs/benchmarks.md). Laptops are never idle, so
+the chat worker watches how much CPU the *other* programs use (the whole machine's busy
+time less its own) and, between tokens and before a prompt, gives llama.cpp one thread
+fewer for every core they keep busy, and the threads back when they are gone
+(`llama_set_n_threads` takes effect at the next batch).
 
 `HEARTH_FIXED_THREADS=1` turns it off (the benchmarks use it to measure fixed counts).
 """
@@ -90,7 +91,6 @@ class ThreadGovernor:
         self._interval_s = interval_s
         self._advice = self.planned
         self._calm_readings = 0
-        self.others = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -114,7 +114,6 @@ class ThreadGovernor:
         """One reading of the others' busy cores: fewer threads at once, more only once the
         machine has stayed calm for RAISE_AFTER readings (a neighbour that pauses for a
         moment does not make the threads bounce)."""
-        self.others = others
         want = threads_for(self.planned, others)
         if want < self._advice:
             self._advice, self._calm_readings = want, 0

@@ -328,8 +328,8 @@ class _ChatWorker(WorkerServer):
             raise RuntimeError("simulated GPU failure: out of device memory")
         self.internals.LlamaModel = _ProgressLlamaModel
         try:
-            # One batch size for llama.cpp's logical and physical batches, one thread count
-            # for prompt and generation, one element type for the cached keys and values.
+            # The plan's logical and physical batches (one size when it names only one), one
+            # thread count for prompt and generation, one element type for keys and values.
             n_ubatch = req.n_ubatch or req.n_batch
             batch = {"n_ctx": req.n_ctx, "n_batch": req.n_batch, "n_ubatch": n_ubatch}
             threads = {"n_threads": req.n_threads, "n_threads_batch": req.n_threads}
