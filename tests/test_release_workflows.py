@@ -253,6 +253,7 @@ def test_macos_builds_metal_app_bundle_signed_notarized_into_a_dmg(job: str) -> 
     assert "-DGGML_BACKEND_DL=ON" in args
     text = job_text(job)
     assert "org.hearth.Hearth" in text  # the bundle id the spec gives Hearth.app
+    assert "Print :CFBundleIconFile" in text  # and its icon is in the bundle
     assert "packaging/macos/sign_app.sh" in text
     assert "packaging/macos/entitlements.plist" in text
     assert "packaging/macos/make_dmg.sh" in text
@@ -484,9 +485,12 @@ def test_linux_and_macos_keep_one_program(
     assert program.kwargs["name"] == "hearth"
     assert program.kwargs["console"] is console
     assert program.kwargs["icon"] is None
-    assert [b.kwargs["name"] for b in built(spec, "BUNDLE")] == ["Hearth.app"] * (
-        platform == "darwin"
-    )
+    bundles = built(spec, "BUNDLE")
+    assert [b.kwargs["name"] for b in bundles] == ["Hearth.app"] * (platform == "darwin")
+    for bundle in bundles:
+        # The app shows Hearth's icon in the Finder and the Dock, not PyInstaller's.
+        assert bundle.kwargs["icon"] == str(ROOT / "resources" / "hearth.icns")
+        assert bundle.kwargs["bundle_identifier"] == "org.hearth.Hearth"
 
 
 # The NSIS installer

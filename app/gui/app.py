@@ -77,6 +77,9 @@ def launch_gui() -> int:
             f"Qt (PySide6) could not be loaded ({exc}).",
             "Reinstall with ./scripts/run --rebuild.",
         ) from exc
+    from app.gui.taskbar import set_process_app_id
+
+    set_process_app_id()  # Windows: the taskbar groups and pins Hearth as Hearth (taskbar.py)
     app = QApplication.instance() or QApplication(sys.argv)
     assert isinstance(app, QApplication)
     app.setApplicationName("Hearth")
@@ -107,6 +110,11 @@ def open_main_window(app: QApplication) -> MainWindow:
 
     apply_theme(app, saved_theme())
     window = MainWindow()
+    if sys.platform == "win32":
+        from app.gui.taskbar import set_window_relaunch
+
+        # A pinned taskbar button starts hearthw.exe (no console), not hearth.exe.
+        set_window_relaunch(int(window.winId()))
     window.show()
     warmer = warm_modules_later(window, window.page_modules(), then=WARM_MODULES)
     warmer.warmed.connect(window.build_remaining_pages)

@@ -10,7 +10,7 @@
 ;            /DOUTFILE=C:\...\Hearth-0.1.0-windows-x64-full-setup.exe packaging\windows\hearth.nsi
 ;
 ; /DICON=...\hearth.ico replaces the installer's icon (default: resources\hearth.ico, made
-; from hearth.svg by scripts/make_windows_icon.py; the shortcuts show the one inside
+; from hearth.svg by scripts/make_icons.py; the shortcuts show the one inside
 ; hearthw.exe, from the same file). /DSIGN_CMD="..." signs the uninstaller and the finished
 ; installer with that command (the file's path is appended), see build_installer.ps1.
 ; Uninstalling removes the program only: chats, models and settings live in the user's data

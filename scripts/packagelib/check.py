@@ -158,22 +158,16 @@ def check(edition: str) -> int:
             line.split(":", 1)[1].strip() for line in doctor.splitlines() if "CPU module" in line
         )
 
-        say("The window under Xvfb, and a screenshot of it")
-        shot = root.must(
-            "Xvfb :7 -screen 0 1280x800x24 >/tmp/xvfb.log 2>&1 & xvfb=$!; "
-            "sleep 1; DISPLAY=:7 hearth >/tmp/hearth-window.log 2>&1 & app=$!; "
-            "for i in $(seq 1 120); do "
-            "  DISPLAY=:7 xdotool search --onlyvisible --name Hearth >/dev/null 2>&1 && break;"
-            " sleep 0.5; done; "
-            "sleep 4; DISPLAY=:7 import -window root /tmp/window.png; "
-            "DISPLAY=:7 xdotool search --onlyvisible --name Hearth getwindowname %1; "
-            "kill $app; wait $app; kill $xvfb; cat /tmp/hearth-window.log | tail -5",
-            timeout=180,
-        )
+        say("The window under Xvfb: a cold start (page cache dropped), a warm one, a screenshot")
+        cold = _window_start(root, screenshot=False, cold=True)
+        warm = _window_start(root, screenshot=True, cold=False)
         png = BUILD / f"check-{edition}-window.png"
         shutil.copy2(root.path / "tmp" / "window.png", png)
-        results["window_title"] = shot.strip().splitlines()[0] if shot.strip() else ""
+        results["window_title"] = warm["title"]
         results["window_screenshot"] = str(png.relative_to(ROOT))
+        results["window_cold_start_s"] = cold["seconds"]
+        results["window_warm_start_s"] = warm["seconds"]
+        results["version_cold_s"] = _timed(root, "hearth --version", cold=True)
 
         say("A chat through the frozen worker, on the Gemma model imported from a folder")
         models = root.path / "tmp" / "models"
@@ -188,6 +182,8 @@ def check(edition: str) -> int:
             raise BuildError("The frozen chat worker answered nothing.")
         results["chat"] = {k: reply.get(k) for k in ("content", "state")}
         results["chat_decode_tps"] = reply.get("metrics", {}).get("decode_tps")
+        results["chat_ttft_s"] = reply.get("metrics", {}).get("ttft_s")
+        results["chat_command_s"] = _timed(root, chat, cold=False)
 
         say("The same chat on the plain x86-64 CPU module (HEARTH_LLAMA_CPU_VARIANT=x64)")
         forced = json.loads(root.must(chat, env={"HEARTH_LLAMA_CPU_VARIANT": "x64"}, timeout=300))
@@ -195,6 +191,7 @@ def check(edition: str) -> int:
             raise BuildError("With the x64 CPU module forced, the chat answered nothing.")
         results["chat_x64"] = {k: forced.get(k) for k in ("content", "state")}
         results["chat_x64_decode_tps"] = forced.get("metrics", {}).get("decode_tps")
+        results["chat_x64_ttft_s"] = forced.get("metrics", {}).get("ttft_s")
         doctor_x64 = root.must("hearth doctor", env={"HEARTH_LLAMA_CPU_VARIANT": "x64"})
         if "CPU module:           x64" not in doctor_x64 and "x64 (portable" not in doctor_x64:
             raise BuildError("With HEARTH_LLAMA_CPU_VARIANT=x64 the doctor names another module.")
@@ -233,6 +230,51 @@ def check(edition: str) -> int:
     say(f"Smoke test passed ({results['seconds']} s): {out.relative_to(ROOT)}")
     print(json.dumps(results, indent=2))
     return 0
+
+
+def _drop_caches() -> bool:
+    """Empty the page cache, so the next start reads the program from disk (a cold start)."""
+    subprocess.run(["sync"], check=False)
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    except OSError:
+        return False
+    return True
+
+
+def _timed(root: Root, script: str, *, cold: bool) -> float | None:
+    """Seconds `script` takes in the root (None where the cache could not be dropped)."""
+    if cold and not _drop_caches():
+        return None
+    began = time.monotonic()
+    root.must(script, timeout=600)
+    return round(time.monotonic() - began, 2)
+
+
+def _window_start(root: Root, *, screenshot: bool, cold: bool) -> dict[str, object]:
+    """Start the window under Xvfb; seconds until it is on screen (mapped), its title."""
+    if cold and not _drop_caches():
+        return {"seconds": None, "title": ""}
+    shot = "sleep 3; DISPLAY=:7 import -window root /tmp/window.png; " if screenshot else ""
+    out = root.must(
+        "Xvfb :7 -screen 0 1280x800x24 >/tmp/xvfb.log 2>&1 & xvfb=$!; "
+        "for i in $(seq 1 50); do DISPLAY=:7 xdpyinfo >/dev/null 2>&1 && break; sleep 0.1; done; "
+        "t0=$(date +%s%N); DISPLAY=:7 hearth >/tmp/hearth-window.log 2>&1 & app=$!; "
+        "for i in $(seq 1 1200); do "
+        "  DISPLAY=:7 xdotool search --onlyvisible --name Hearth >/dev/null 2>&1 && break;"
+        " sleep 0.05; done; "
+        'echo "visible_ms=$(( ($(date +%s%N) - t0) / 1000000 ))"; '
+        + shot
+        + "DISPLAY=:7 xdotool search --onlyvisible --name Hearth getwindowname %1; "
+        "kill $app; wait $app; kill $xvfb; wait $xvfb; tail -5 /tmp/hearth-window.log",
+        timeout=180,
+    )
+    lines = out.strip().splitlines()
+    ms = next((int(x.split("=", 1)[1]) for x in lines if x.startswith("visible_ms=")), None)
+    title = next((x for x in lines if x.startswith("Hearth")), "")
+    if not title:
+        raise BuildError("The window did not come up under Xvfb (its log is above).")
+    return {"seconds": None if ms is None else round(ms / 1000, 2), "title": title}
 
 
 if __name__ == "__main__":

@@ -1,18 +1,23 @@
 #!/usr/bin/env python3
-"""Render resources/hearth.svg into resources/hearth.ico, Hearth's Windows icon (16–256 px).
+"""Render resources/hearth.svg into Hearth's Windows and macOS icons.
 
-    .venv/bin/python scripts/make_windows_icon.py [OUT]     (default: resources/hearth.ico)
+    .venv/bin/python scripts/make_icons.py             (both, into resources/)
+    .venv/bin/python scripts/make_icons.py --ico OUT   (only the .ico, to OUT)
+    .venv/bin/python scripts/make_icons.py --icns OUT  (only the .icns, to OUT)
 
-The .ico is committed: the Windows release job embeds it in hearth.exe and hearthw.exe
-(packaging/hearth.spec) and in the installer (packaging/windows/hearth.nsi) without
-rendering anything. Run this again after changing hearth.svg; tests/test_windows_icon.py
-fails until the two agree.
+resources/hearth.ico (16–256 px) and resources/hearth.icns (32–1024 px, for 16–512 px
+at 1x and 2x) are committed: the release jobs embed the .ico in hearth.exe and hearthw.exe and
+in the installer (packaging/windows/hearth.nsi), and the .icns in Hearth.app
+(packaging/hearth.spec), without rendering anything. Run this again after changing
+hearth.svg; tests/test_icons.py fails until they agree.
 
 Qt's SVG renderer draws each size on its own (16 px is drawn at 16 px, not shrunk from
 256), the same renderer that draws the Linux menu icons (scripts/packagelib/linux.py).
-Pillow writes the images into one ICO, each stored as PNG, which Windows reads since Vista.
+Pillow writes the images into one ICO, each stored as PNG, which Windows reads since Vista,
+and into one ICNS, each stored as PNG (the ic07–ic14 types macOS reads since 10.7).
 
-Importable: `make_ico(svg, out)` writes the file; `render_png(svg, size)` draws one size.
+Importable: `make_ico(svg, out)` and `make_icns(svg, out)` write the files; `render_png(svg,
+size)` draws one size.
 """
 
 from __future__ import annotations
@@ -25,10 +30,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SVG = ROOT / "resources" / "hearth.svg"
 ICO = ROOT / "resources" / "hearth.ico"
+ICNS = ROOT / "resources" / "hearth.icns"
 
 #: 16–48 px for lists, title bars and the taskbar (at 100–300 % display scaling), 64–256 px
 #: for Explorer's large views and the installer.
 ICON_SIZES = (16, 24, 32, 48, 64, 128, 256)
+#: The Finder, the Dock and Launchpad: 16–512 px at 1x and 2x (512@2x is 1024 px). Pillow
+#: writes the PNG types, 32 px and up (16@2x is 32 px); macOS draws 16 px from the 32 px image.
+ICNS_SIZES = (32, 64, 128, 256, 512, 1024)
 
 
 def render_png(svg: Path, size: int) -> bytes:
@@ -65,12 +74,28 @@ def make_ico(svg: Path = SVG, out: Path = ICO) -> Path:
     return out
 
 
+def make_icns(svg: Path = SVG, out: Path = ICNS) -> Path:
+    """Write `out`: one ICNS holding `svg` at every size in ICNS_SIZES. Returns `out`."""
+    from PIL import Image
+
+    images = [Image.open(io.BytesIO(render_png(svg, size))) for size in ICNS_SIZES]
+    # Pillow picks each size from append_images (an image of the right size), rather than
+    # scaling the largest down.
+    images[-1].save(out, format="ICNS", append_images=images[:-1])
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("out", nargs="?", type=Path, default=ICO, help=f"default {ICO}")
+    parser.add_argument("--ico", type=Path, help=f"write only the .ico, here (default {ICO})")
+    parser.add_argument("--icns", type=Path, help=f"write only the .icns, here (default {ICNS})")
     parser.add_argument("--svg", type=Path, default=SVG, help=f"default {SVG}")
     args = parser.parse_args()
-    print(make_ico(args.svg, args.out))
+    both = args.ico is None and args.icns is None
+    if args.ico or both:
+        print(make_ico(args.svg, args.ico or ICO))
+    if args.icns or both:
+        print(make_icns(args.svg, args.icns or ICNS))
     return 0
 
 
