@@ -15,6 +15,7 @@ from app.hardware.llama_modules import (
     VARIANT_ENV,
     cpu_modules,
     forget_loaded,
+    gpu_modules,
     load_backend_modules,
     variant_of,
 )
@@ -128,6 +129,24 @@ def test_a_forced_variant_loads_only_that_module(
     assert (tmp_path / "calls.log").read_text() == (
         f"one {portable_tree / 'lib' / 'libggml-cpu-x64.so'}\n"
     )
+
+
+def test_a_forced_variant_still_loads_the_cuda_add_on(
+    portable_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The CUDA add-on puts libggml-cuda.so beside the CPU modules; forcing a CPU variant
+    # must not turn the GPU off (load_all would have loaded it too).
+    _compile(
+        "int ggml_backend_score(void) { return 0; }\n", portable_tree / "lib" / "libggml-cuda.so"
+    )
+    assert [m.name for m in gpu_modules(portable_tree)] == ["libggml-cuda.so"]
+    assert "libggml-cuda.so" not in [m.name for m in cpu_modules(portable_tree)]
+    monkeypatch.setenv(VARIANT_ENV, "x64")
+    assert load_backend_modules(str(portable_tree)) == ("x64",)
+    assert (tmp_path / "calls.log").read_text().splitlines() == [
+        f"one {portable_tree / 'lib' / 'libggml-cpu-x64.so'}",
+        f"one {portable_tree / 'lib' / 'libggml-cuda.so'}",
+    ]
 
 
 def test_a_forced_variant_that_is_missing_or_refused_says_what_to_do(

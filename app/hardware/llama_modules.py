@@ -7,8 +7,9 @@ libggml itself: `libggml-cpu-<level>.so` modules sit beside it (in the installer
 them. `load_backend_modules()` asks ggml to load the best one for this CPU, plus any GPU
 module there, before the first model loads. A normal (native) build has none: nothing to do.
 
-`HEARTH_LLAMA_CPU_VARIANT=x64` (or haswell, skylakex...) loads that CPU module only: the
-way to check that a plain x86-64 machine still chats, or to step around a bad variant.
+`HEARTH_LLAMA_CPU_VARIANT=x64` (or haswell, skylakex...) loads that CPU module instead of
+the best one: the way to check that a plain x86-64 machine still chats, or to step around a
+bad variant. GPU modules beside it (the CUDA add-on's `ggml-cuda`) are still loaded.
 """
 
 from __future__ import annotations
@@ -41,6 +42,22 @@ def cpu_modules(llama_cpp_dir: Path) -> list[Path]:
     for folder in module_dirs(llama_cpp_dir):
         found += sorted(p for p in folder.glob(_CPU_GLOB) if p.is_file() and "ggml-cpu-" in p.name)
     return found
+
+
+#: GPU backend modules a portable build (or an add-on such as the CUDA one) may put beside
+#: the CPU modules.
+GPU_MODULES = ("cuda", "vulkan", "hip", "sycl", "opencl", "metal", "musa")
+
+
+def gpu_modules(llama_cpp_dir: Path) -> list[Path]:
+    """The GPU backend modules beside a portable build's CPU modules (the CUDA add-on)."""
+    names = {f"{prefix}ggml-{gpu}{_SUFFIX}" for gpu in GPU_MODULES for prefix in ("lib", "")}
+    return [
+        p
+        for folder in module_dirs(llama_cpp_dir)
+        for p in sorted(folder.iterdir())
+        if p.name in names
+    ]
 
 
 def variant_of(module: Path) -> str:
@@ -87,6 +104,8 @@ def load_backend_modules(llama_cpp_dir: str, ggml: Any = None) -> tuple[str, ...
                 f"The llama.cpp CPU module {match[0].name} does not run on this processor. "
                 f"Unset {VARIANT_ENV} to let Hearth pick the one that does."
             )
+        for gpu in gpu_modules(root):  # a GPU that will not load leaves the CPU to do the work
+            load_one(os.fsencode(gpu))
         _loaded[llama_cpp_dir] = (forced,)
         return (forced,)
     load_all = ggml.ggml_backend_load_all_from_path

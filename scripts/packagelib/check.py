@@ -5,11 +5,15 @@
 2. `apt-get install ./hearth_VERSION_amd64.deb` in it: the package's own Depends must be
    enough (plus Xvfb, xdotool and ImageMagick, the test's tools).
 3. With the network cut (`unshare -n`: a namespace with no interfaces up), in the root:
-   `hearth doctor`; the window under Xvfb and a screenshot of it
-   (build/package/check-EDITION-window.png, to look at); the Gemma test model imported
+   `hearth doctor`; the window under Xvfb, timed from a cold start (page cache dropped)
+   and a warm one, and a screenshot of it (build/package/check-EDITION-window.png, to
+   look at); the Gemma test model imported
    from a folder and a chat through the frozen worker, once with the CPU module ggml picks
    and once forcing the plain x86-64 one; (full) the tiny image pipeline makes a PNG, and
    (chat) `hearth imagine` says it is not in this edition.
+4. When dist/ holds the edition's tar.gz too: as an ordinary user in the same root,
+   `./install.sh` into the home, `hearth --version` and `hearth doctor` from
+   ~/.local/bin, then `./uninstall.sh`, which must leave nothing of the program behind.
 
 Needs root (debootstrap, chroot, mounts, unshare). Prints each step and what it saw.
 """
@@ -224,6 +228,9 @@ def check(edition: str) -> int:
                     "The chat edition's `hearth imagine` did not say it is not in this edition."
                 )
             results["imagine"] = "not in this edition"
+        tarball = DIST / f"{package_name(edition)}-{version()}-linux-x86_64.tar.gz"
+        if tarball.exists():
+            results["tarball"] = _check_tarball(root, tarball)
     results["seconds"] = round(time.monotonic() - started)
     out = BUILD / f"check-{edition}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
@@ -275,6 +282,39 @@ def _window_start(root: Root, *, screenshot: bool, cold: bool) -> dict[str, obje
     if not title:
         raise BuildError("The window did not come up under Xvfb (its log is above).")
     return {"seconds": None if ms is None else round(ms / 1000, 2), "title": title}
+
+
+def _check_tarball(root: Root, tarball: Path) -> dict[str, object]:
+    """The tar.gz, as a person without root uses it: install.sh into their home, run, remove.
+
+    Runs as an ordinary user in the same root (the .deb brought the system libraries; the
+    tarball's tree is its own), offline like the rest.
+    """
+    say(f"The tarball as an ordinary user: {tarball.name}, install.sh, hearth, uninstall.sh")
+    root.must("id tester >/dev/null 2>&1 || useradd -m -s /bin/sh tester")
+    shutil.copy2(tarball, root.path / "tmp" / tarball.name)
+    user = "chroot --userspec=tester:tester / /usr/bin/env HOME=/home/tester sh -c"
+    folder = tarball.name.removesuffix(".tar.gz")
+
+    def as_tester(script: str) -> str:
+        return root.must(f"{user} '{script}'", timeout=600)
+
+    as_tester(f"cd ~ && tar -xzf /tmp/{tarball.name} && cd {folder} && ./install.sh")
+    version_out = as_tester("~/.local/bin/hearth --version").strip()
+    doctor = as_tester("~/.local/bin/hearth doctor")
+    if "CPU module" not in doctor:
+        raise BuildError("The tarball's hearth doctor did not name llama.cpp's CPU module.")
+    entry = as_tester("cat ~/.local/share/applications/hearth.desktop")
+    if "Exec=" not in entry:
+        raise BuildError("The tarball's install.sh wrote no menu entry.")
+    as_tester(f"cd ~/{folder} && ./uninstall.sh")
+    left = root.sh(
+        f"{user} 'ls -d ~/.local/opt/hearth ~/.local/bin/hearth"
+        " ~/.local/share/applications/hearth.desktop 2>/dev/null'"
+    )
+    if left.stdout.strip():
+        raise BuildError(f"uninstall.sh left {left.stdout.split()} behind.")
+    return {"installed": True, "version": version_out, "uninstalled": True}
 
 
 if __name__ == "__main__":
