@@ -7,8 +7,9 @@
 3. With the network cut (`unshare -n`: a namespace with no interfaces up), in the root:
    `hearth doctor`; the window under Xvfb, timed from a cold start (page cache dropped)
    and a warm one, and a screenshot of it (build/package/check-EDITION-window.png, to
-   look at); the Gemma test model imported
-   from a folder and a chat through the frozen worker, once with the CPU module ggml picks
+   look at); an air-gapped kit (`scripts/package kit` with this .deb and the Gemma test
+   model) checked by its `verify` script and its models imported, then a chat through the
+   frozen worker, once with the CPU module ggml picks
    and once forcing the plain x86-64 one; (full) the tiny image pipeline makes a PNG, and
    (chat) `hearth imagine` says it is not in this edition.
 4. When dist/ holds the edition's tar.gz too: as an ordinary user in the same root,
@@ -173,11 +174,15 @@ def check(edition: str) -> int:
         results["window_warm_start_s"] = warm["seconds"]
         results["version_cold_s"] = _timed(root, "hearth --version", cold=True)
 
-        say("A chat through the frozen worker, on the Gemma model imported from a folder")
-        models = root.path / "tmp" / "models"
-        models.mkdir()
-        shutil.copy2(GEMMA, models / GEMMA.name)
-        root.must("hearth models import /tmp/models --name gemma")
+        say("An air-gapped kit (this .deb and the Gemma model): verify it, import its models")
+        _make_kit(deb, root.path / "tmp" / "kit")
+        verified = root.must("cd /tmp/kit && sh verify")
+        if "OK" not in verified:
+            raise BuildError("The kit's verify script did not end with OK.")
+        root.must("hearth models import /tmp/kit/models")
+        results["kit"] = "verified with sha256sum in the bare root, models imported offline"
+
+        say("A chat through the frozen worker, on the Gemma model from the kit")
         chat = (
             "hearth chat -m gemma --temperature 0 --seed 1 --max-tokens 16 --json 'Name a colour.'"
         )
@@ -237,6 +242,42 @@ def check(edition: str) -> int:
     say(f"Smoke test passed ({results['seconds']} s): {out.relative_to(ROOT)}")
     print(json.dumps(results, indent=2))
     return 0
+
+
+def _make_kit(deb: Path, to: Path) -> None:
+    """`scripts/package kit` with this .deb and the Gemma test model, written to `to`.
+
+    The model comes from a Hearth home of the build's own (build/package/kit-home), where
+    the source checkout imports it as "gemma": the kit is made the way a person makes one.
+    """
+    home = BUILD / "kit-home"
+    shutil.rmtree(home, ignore_errors=True)
+    source = BUILD / "kit-models"
+    shutil.rmtree(source, ignore_errors=True)
+    source.mkdir(parents=True)
+    try:
+        os.link(GEMMA, source / GEMMA.name)
+    except OSError:  # another disk
+        shutil.copy2(GEMMA, source / GEMMA.name)
+    venv = ROOT / ".venv" / "bin"
+    env = {**os.environ, "HEARTH_HOME": str(home)}
+    run([venv / "hearth", "models", "import", source, "--name", "gemma"], env=env)
+    run(
+        [
+            venv / "python",
+            ROOT / "scripts" / "packagelib" / "kit.py",
+            "--models",
+            "gemma",
+            "--to",
+            to,
+            "--installers",
+            deb.parent,
+            "--include",
+            deb.name,
+            "--home",
+            home,
+        ]
+    )
 
 
 def _drop_caches() -> bool:
