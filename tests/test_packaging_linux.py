@@ -111,6 +111,21 @@ def test_the_deb_installs_to_opt_with_a_menu_entry_icons_and_real_depends(
         linux.lintian(deb)
 
 
+@pytest.mark.parametrize("edition", ["chat", "full"])
+def test_the_package_description_is_what_apt_shows_in_80_columns(
+    edition: str, frozen_tree: Path
+) -> None:
+    # lintian warns (extended-description-line-too-long) past 80 characters; apt and
+    # software centres show the lines as written.
+    deb = linux.build_deb(edition, frozen_tree, Path(sys.executable))
+    text = subprocess.run(
+        ["dpkg-deb", "-f", str(deb), "Description"], capture_output=True, text=True, check=True
+    ).stdout
+    lines = text.rstrip("\n").splitlines()
+    assert len(lines) >= 2 and all(len(line) <= 80 for line in lines), lines
+    assert ("image generation" in lines[0]) == (edition == "full")
+
+
 def test_the_tarball_installs_into_a_home_without_root_and_uninstalls(
     frozen_tree: Path, tmp_path: Path
 ) -> None:

@@ -287,10 +287,14 @@ def build_deb(edition: str, tree: Path, python: Path) -> Path:
         "Homepage: https://hearth.invalid/\n"
         "Description: private, on-device AI chat"
         + (" and image generation\n" if edition == "full" else " (chat-only edition)\n")
-        + " Hearth runs chat models (llama.cpp) "
-        + ("and image models (diffusers) " if edition == "full" else "")
-        + "fully offline on this\n computer: models come from a download you ask for, or"
-        " a USB drive.\n"
+        # lintian: extended description lines of at most 80 characters.
+        + (
+            " Hearth runs chat models (llama.cpp) and image models (diffusers)\n"
+            if edition == "full"
+            else " Hearth runs chat models (llama.cpp)\n"
+        )
+        + " fully offline on this computer: models come from a download you ask for,\n"
+        " or a USB drive.\n"
     )
     _normalise_modes(stage)
     DIST.mkdir(exist_ok=True)
