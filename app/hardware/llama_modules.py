@@ -10,6 +10,9 @@ module there, before the first model loads. A normal (native) build has none: no
 `HEARTH_LLAMA_CPU_VARIANT=x64` (or haswell, skylakex...) loads that CPU module instead of
 the best one: the way to check that a plain x86-64 machine still chats, or to step around a
 bad variant. GPU modules beside it (the CUDA add-on's `ggml-cuda`) are still loaded.
+
+Left alone, ggml would load the best-scoring CPU module. Hearth loads the best one without
+Intel AMX instead (`AMX_VARIANTS` says why).
 """
 
 from __future__ import annotations
@@ -43,6 +46,15 @@ def cpu_modules(llama_cpp_dir: Path) -> list[Path]:
         found += sorted(p for p in folder.glob(_CPU_GLOB) if p.is_file() and "ggml-cpu-" in p.name)
     return found
 
+
+#: CPU modules with Intel AMX (tile matrix) code, which Hearth never picks on its own. ggml's
+#: AMX matrix multiply crashes on some machines whose processor reports AMX, virtual
+#: machines in particular: SIGILL or SIGSEGV at the first prompt on this project's build
+#: machine (a virtualised Sapphire Rapids), as in ggml-org/llama.cpp#20824. The next module
+#: down (zen4, cooperlake, icelake: AVX-512 with VNNI and BF16) runs there; the cost is
+#: AMX's faster prompt reading on machines where it works. `HEARTH_LLAMA_CPU_VARIANT=
+#: sapphirerapids` still loads it.
+AMX_VARIANTS = frozenset({"sapphirerapids"})
 
 #: GPU backend modules a portable build (or an add-on such as the CUDA one) may put beside
 #: the CPU modules.
@@ -87,6 +99,9 @@ def load_backend_modules(llama_cpp_dir: str, ggml: Any = None) -> tuple[str, ...
         return ()
     if ggml is None:
         ggml = ctypes.CDLL(str(root / "lib" / _GGML))
+    load_one = ggml.ggml_backend_load
+    load_one.restype = ctypes.c_void_p
+    load_one.argtypes = [ctypes.c_char_p]
     forced = os.environ.get(VARIANT_ENV, "").strip()
     if forced:
         match = [m for m in modules if variant_of(m) == forced]
@@ -96,24 +111,26 @@ def load_backend_modules(llama_cpp_dir: str, ggml: Any = None) -> tuple[str, ...
                 f"{VARIANT_ENV}={forced} names no CPU module of this llama.cpp build "
                 f"(it has: {names}). Unset it, or name one of those."
             )
-        load_one = ggml.ggml_backend_load
-        load_one.restype = ctypes.c_void_p
-        load_one.argtypes = [ctypes.c_char_p]
         if not load_one(os.fsencode(match[0])):
             raise RuntimeError(
                 f"The llama.cpp CPU module {match[0].name} does not run on this processor. "
                 f"Unset {VARIANT_ENV} to let Hearth pick the one that does."
             )
-        for gpu in gpu_modules(root):  # a GPU that will not load leaves the CPU to do the work
-            load_one(os.fsencode(gpu))
-        _loaded[llama_cpp_dir] = (forced,)
-        return (forced,)
-    load_all = ggml.ggml_backend_load_all_from_path
-    load_all.argtypes = [ctypes.c_char_p]
-    load_all.restype = None
-    load_all(os.fsencode(modules[0].parent))
-    best = best_variant(modules)
-    _loaded[llama_cpp_dir] = (best,) if best else ()
+        chosen: str | None = forced
+    else:
+        # ggml's own choice (ggml_backend_load_all_from_path) is the highest score, AMX
+        # included; Hearth takes the highest score without AMX (AMX_VARIANTS).
+        chosen = best_variant(modules, skip=AMX_VARIANTS)
+        path = next((m for m in modules if variant_of(m) == chosen), None)
+        if path is None or not load_one(os.fsencode(path)):
+            load_all = ggml.ggml_backend_load_all_from_path  # let ggml pick, as a last resort
+            load_all.argtypes = [ctypes.c_char_p]
+            load_all.restype = None
+            load_all(os.fsencode(modules[0].parent))
+            chosen = best_variant(modules)
+    for gpu in gpu_modules(root):  # a GPU that will not load leaves the CPU to do the work
+        load_one(os.fsencode(gpu))
+    _loaded[llama_cpp_dir] = (chosen,) if chosen else ()
     return _loaded[llama_cpp_dir]
 
 
@@ -122,10 +139,15 @@ def forget_loaded() -> None:
     _loaded.clear()
 
 
-def best_variant(modules: list[Path]) -> str | None:
-    """The variant ggml picks: the highest `ggml_backend_score()` (0: this CPU lacks it)."""
+def best_variant(modules: list[Path], skip: frozenset[str] = frozenset()) -> str | None:
+    """The highest `ggml_backend_score()` (0: this CPU lacks it), leaving out `skip`.
+
+    With nothing skipped, this is the variant ggml itself would pick.
+    """
     scored: list[tuple[int, str]] = []
     for module in modules:
+        if variant_of(module) in skip:
+            continue
         try:
             score = ctypes.CDLL(str(module)).ggml_backend_score
         except (OSError, AttributeError):
