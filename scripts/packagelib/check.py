@@ -164,8 +164,8 @@ def check(edition: str) -> int:
         )
 
         say("The window under Xvfb: a cold start (page cache dropped), a warm one, a screenshot")
-        cold = _window_start(root, screenshot=False, cold=True)
-        warm = _window_start(root, screenshot=True, cold=False)
+        cold = _window_start(root, screenshot=False, cold=True, display=7)
+        warm = _window_start(root, screenshot=True, cold=False, display=8)
         png = BUILD / f"check-{edition}-window.png"
         shutil.copy2(root.path / "tmp" / "window.png", png)
         results["window_title"] = warm["title"]
@@ -299,21 +299,24 @@ def _timed(root: Root, script: str, *, cold: bool) -> float | None:
     return round(time.monotonic() - began, 2)
 
 
-def _window_start(root: Root, *, screenshot: bool, cold: bool) -> dict[str, object]:
+def _window_start(root: Root, *, screenshot: bool, cold: bool, display: int) -> dict[str, object]:
     """Start the window under Xvfb; seconds until it is on screen (mapped), its title."""
     if cold and not _drop_caches():
         return {"seconds": None, "title": ""}
-    shot = "sleep 3; DISPLAY=:7 import -window root /tmp/window.png; " if screenshot else ""
+    d = display  # a display of its own for each start: an X server's lock outlives it a while
+    shot = f"sleep 3; DISPLAY=:{d} import -window root /tmp/window.png; " if screenshot else ""
     out = root.must(
-        "Xvfb :7 -screen 0 1280x800x24 >/tmp/xvfb.log 2>&1 & xvfb=$!; "
-        "for i in $(seq 1 50); do DISPLAY=:7 xdpyinfo >/dev/null 2>&1 && break; sleep 0.1; done; "
-        "t0=$(date +%s%N); DISPLAY=:7 hearth >/tmp/hearth-window.log 2>&1 & app=$!; "
+        f"Xvfb :{d} -screen 0 1280x800x24 >/tmp/xvfb.log 2>&1 & xvfb=$!; "
+        f"for i in $(seq 1 100); do DISPLAY=:{d} xdpyinfo >/dev/null 2>&1 && break;"
+        " sleep 0.1; done; "
+        f"DISPLAY=:{d} xdpyinfo >/dev/null 2>&1 || {{ cat /tmp/xvfb.log; exit 3; }}; "
+        f"t0=$(date +%s%N); DISPLAY=:{d} hearth >/tmp/hearth-window.log 2>&1 & app=$!; "
         "for i in $(seq 1 1200); do "
-        "  DISPLAY=:7 xdotool search --onlyvisible --name Hearth >/dev/null 2>&1 && break;"
+        f"  DISPLAY=:{d} xdotool search --onlyvisible --name Hearth >/dev/null 2>&1 && break;"
         " sleep 0.05; done; "
         'echo "visible_ms=$(( ($(date +%s%N) - t0) / 1000000 ))"; '
         + shot
-        + "DISPLAY=:7 xdotool search --onlyvisible --name Hearth getwindowname %1; "
+        + f"DISPLAY=:{d} xdotool search --onlyvisible --name Hearth getwindowname %1; "
         "kill $app; wait $app; kill $xvfb; wait $xvfb; tail -5 /tmp/hearth-window.log",
         timeout=180,
     )
