@@ -425,6 +425,30 @@ def test_build_checks_are_cached_until_the_builds_change(
     assert len(probe_calls) == 3
 
 
+def test_a_frozen_app_caches_its_in_process_checks_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The installers' full edition would otherwise import torch at every `hearth chat`.
+    calls: list[str] = []
+
+    def probe(kind: str, module: str | None = None) -> dict:
+        calls.append(kind)
+        return {"version": "9.9", "gpu_offload": False} if kind == "llama" else {"version": "2"}
+
+    def no_subprocess(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a frozen app must not start sys.executable")
+
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(build_checks.subprocess, "Popen", no_subprocess)
+    monkeypatch.setattr(build_checks, "_probe_in_process", probe)
+    monkeypatch.setattr(build_checks, "_build_fingerprint", lambda: "frozen-build")
+    first = build_checks.detect_builds(fresh=False)
+    assert first.llama_version == "9.9" and len(calls) in (1, 2)  # torch too in the full edition
+    once = len(calls)
+    assert build_checks.detect_builds(fresh=False) == first
+    assert len(calls) == once  # the cache answered
+    build_checks.detect_builds(fresh=True)  # the doctor checks again
+    assert len(calls) == 2 * once
+
+
 def test_this_machine_reuses_the_cached_build_checks_until_asked_fresh(
     probe_calls: list[float],
 ) -> None:

@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,11 +71,14 @@ def _build_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def _cached_probe_results(timeout: float, fresh: bool) -> dict[str, dict[str, Any]]:
+def _cached_probe_results(
+    timeout: float, fresh: bool, probe: Callable[[], dict[str, dict[str, Any]]] | None = None
+) -> dict[str, dict[str, Any]]:
     """Probe results, reused from the cache folder while the installed builds are unchanged.
 
     The probes cost ~2 s (importing torch); `hearth plan` and `hearth chat` need the answer
-    on every start, `hearth doctor` asks for a fresh one.
+    on every start, `hearth doctor` asks for a fresh one. `probe` runs them (default: in
+    subprocesses, within `timeout`).
     """
     cache = hearth_paths().build_check_cache
     key = _build_fingerprint()
@@ -85,7 +89,7 @@ def _cached_probe_results(timeout: float, fresh: bool) -> dict[str, dict[str, An
                 return dict(data["results"])
         except (OSError, ValueError, KeyError, TypeError):
             pass
-    results = _probe_in_subprocesses(timeout)
+    results = probe() if probe else _probe_in_subprocesses(timeout)
     if not any("error" in r for r in results.values()):
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
@@ -108,8 +112,13 @@ def detect_builds(timeout: float = 60, *, fresh: bool = True) -> BuildInfo:
     errors: list[str] = []
     images = images_available()  # the chat-only edition has no torch to check
     if getattr(sys, "frozen", False):
+        # The installers' builds: the same cache, keyed by the program and the packages'
+        # RECORDs (the spec copies both), so `hearth chat` in the full edition does not
+        # import torch at every start (1.7 s on a 2-core machine).
         kinds = [kind for kind in _PROBE_MODULES if images or kind != "torch"]
-        results = {kind: _probe_in_process(kind) for kind in kinds}
+        results = _cached_probe_results(
+            timeout, fresh, lambda: {kind: _probe_in_process(kind) for kind in kinds}
+        )
     else:
         results = _cached_probe_results(timeout, fresh)
     if not images:
