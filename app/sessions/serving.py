@@ -231,6 +231,20 @@ class _LoadedEmbedding:
     dimensions: int
 
 
+def _still_loaded(
+    current: _LoadedChat | _LoadedEmbedding | None,
+    name: str,
+    engine: ChatEngine | EmbeddingEngine,
+) -> bool:
+    """Whether `current` is model `name`, held by a worker that is alive and loaded."""
+    return (
+        current is not None
+        and current.name == name
+        and engine.is_alive()
+        and engine.loaded is not None
+    )
+
+
 class CompletionService:
     """The models of the library, served to other programs; thread-safe."""
 
@@ -404,12 +418,7 @@ class CompletionService:
         if engine is None:
             engine = self._engine = self._engine_factory()
         current = self._model
-        if (
-            current is not None
-            and current.name == name
-            and engine.is_alive()
-            and engine.loaded is not None
-        ):
+        if _still_loaded(current, name, engine):
             return
         path = self._model_path(name, ModelKind.CHAT)
         plan = plan_load(self._hardware_profile(), read_gguf_facts(path), self.load_settings)
@@ -435,12 +444,7 @@ class CompletionService:
         if engine is None:
             engine = self._embedding_engine = self._embedding_engine_factory()
         current = self._embedding
-        if (
-            current is not None
-            and current.name == name
-            and engine.is_alive()
-            and engine.loaded is not None
-        ):
+        if current is not None and _still_loaded(current, name, engine):
             return current
         path = self._model_path(name, ModelKind.EMBEDDING)
         facts = read_gguf_facts(path)
